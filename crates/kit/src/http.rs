@@ -1,0 +1,289 @@
+//! What every service's router has in common: request ids, metrics, panic safety, problem+json
+//! fallbacks, JSON extraction with problem errors, and the operational endpoints.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json as AxumJson, Router};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::bus::{Bus, BusStatus};
+use crate::cache::Cache;
+use crate::db::Db;
+use crate::problem::{FieldError, Problem};
+
+/// Adds the layers every service router needs. `service` labels the metrics.
+pub fn service_layers(router: Router, service: &'static str) -> Router {
+    router
+        .route_layer(middleware::from_fn(move |req: Request, next: Next| track(service, req, next)))
+        .fallback(|| async { Problem::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not accept that method")
+        })
+        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            tracing::error!("handler panicked");
+            Problem::internal().into_response()
+        }))
+        .layer(middleware::from_fn(crate::request_id::middleware))
+}
+
+async fn track(service: &'static str, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
+    let method = req.method().to_string();
+    let start = Instant::now();
+    metrics::gauge!("http_requests_in_flight", "service" => service).increment(1.0);
+    let res = next.run(req).await;
+    metrics::gauge!("http_requests_in_flight", "service" => service).decrement(1.0);
+    let status = res.status().as_u16().to_string();
+    let labels = [("service", service.to_owned()), ("method", method), ("route", route), ("status", status)];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels).record(start.elapsed().as_secs_f64());
+    res
+}
+
+/// A dependency whose health `/ready` reports.
+#[derive(Clone)]
+pub enum Dependency {
+    /// Critical: while it is down the service answers 503.
+    Database(&'static str, Db),
+    /// Degraded: the service keeps working without it.
+    Cache(Cache),
+    Bus(Bus),
+}
+
+#[derive(Clone, Default)]
+pub struct Readiness {
+    deps: Vec<Dependency>,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ReadyReport {
+    /// `ready`, `degraded` (a cache or the bus is down; still serving) or `unavailable`.
+    pub status: String,
+    pub checks: std::collections::BTreeMap<String, CheckReport>,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct CheckReport {
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Readiness {
+    pub fn with(mut self, dep: Dependency) -> Self {
+        self.deps.push(dep);
+        self
+    }
+
+    pub fn extend(&mut self, other: &Readiness) {
+        self.deps.extend(other.deps.iter().cloned());
+    }
+
+    pub async fn report(&self) -> ReadyReport {
+        const TIMEOUT: Duration = Duration::from_secs(2);
+        let mut checks = std::collections::BTreeMap::new();
+        let mut critical_down = false;
+        let mut degraded = false;
+        for dep in &self.deps {
+            let (name, backend, critical, result) = match dep {
+                Dependency::Database(svc, db) => {
+                    let r = tokio::time::timeout(TIMEOUT, db.ping()).await;
+                    let r = match r {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(_) => Err("timed out".to_owned()),
+                    };
+                    let backend = match db.backend() {
+                        crate::db::Backend::Postgres => "postgres",
+                        crate::db::Backend::Sqlite => "sqlite",
+                    };
+                    (format!("{svc}.database"), backend, true, r)
+                }
+                Dependency::Cache(c) => {
+                    let r = match tokio::time::timeout(TIMEOUT, c.ping()).await {
+                        Ok(r) => r.map_err(|e| e.to_string()),
+                        Err(_) => Err("timed out".to_owned()),
+                    };
+                    ("cache".to_owned(), c.backend_name(), false, r)
+                }
+                Dependency::Bus(b) => {
+                    let (backend, r) = match b.status() {
+                        BusStatus::InProcess => ("in-process", Ok(())),
+                        BusStatus::Connected => ("rabbitmq", Ok(())),
+                        BusStatus::Disconnected => {
+                            ("rabbitmq", Err("not connected; events wait in the outbox".to_owned()))
+                        }
+                    };
+                    ("bus".to_owned(), backend, false, r)
+                }
+            };
+            if result.is_err() {
+                if critical { critical_down = true } else { degraded = true }
+            }
+            checks.insert(
+                name,
+                CheckReport {
+                    status: if result.is_ok() { "up".into() } else { "down".into() },
+                    backend: Some(backend.to_owned()),
+                    error: result.err(),
+                },
+            );
+        }
+        let status = if critical_down {
+            "unavailable"
+        } else if degraded {
+            "degraded"
+        } else {
+            "ready"
+        };
+        ReadyReport { status: status.to_owned(), checks }
+    }
+}
+
+/// `/health` (the process is up), `/ready` (its dependencies answer) and `/metrics`.
+pub fn ops_routes(service: &'static str, readiness: Readiness) -> Router {
+    Router::new()
+        .route(
+            "/health",
+            get(move || async move {
+                AxumJson(serde_json::json!({"status": "ok", "service": service, "version": env!("CARGO_PKG_VERSION")}))
+            }),
+        )
+        .route(
+            "/ready",
+            get(move || {
+                let readiness = readiness.clone();
+                async move {
+                    let report = readiness.report().await;
+                    let code =
+                        if report.status == "unavailable" { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+                    (code, AxumJson(report))
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(|| async { ([("content-type", "text/plain; version=0.0.4")], crate::telemetry::render_metrics()) }),
+        )
+}
+
+/// A JSON body extractor whose failures are problem+json with stable codes:
+/// `unsupported_media_type` (415), `malformed_json` (400), `invalid_body` (422: wrong types,
+/// missing or unknown fields), `payload_too_large` (413).
+pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match AxumJson::<T>::from_request(req, state).await {
+            Ok(AxumJson(v)) => Ok(Json(v)),
+            Err(rejection) => Err(json_problem(rejection)),
+        }
+    }
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        AxumJson(self.0).into_response()
+    }
+}
+
+fn json_problem(rejection: JsonRejection) -> Problem {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "expected a JSON body with Content-Type: application/json",
+        ),
+        JsonRejection::JsonSyntaxError(e) => {
+            Problem::bad_request("malformed_json", format!("the body is not valid JSON: {}", e.body_text()))
+        }
+        JsonRejection::JsonDataError(e) => {
+            let mut p = Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "the body does not match the expected shape",
+            );
+            p.errors = vec![field_error(&e.body_text())];
+            p
+        }
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+        }
+        other => Problem::bad_request("invalid_body", other.body_text()),
+    }
+}
+
+/// Turns serde's message ("…target type: path: unknown field `x`, expected …") into a field
+/// error clients can show next to the field.
+fn field_error(text: &str) -> FieldError {
+    let rest = text.split_once("target type: ").map_or(text, |(_, r)| r);
+    let (path, msg) = match rest.split_once(": ") {
+        Some((path, msg)) if !path.contains(' ') => (path, msg),
+        _ => (".", rest),
+    };
+    let quoted = msg.split('`').nth(1);
+    let (field, code) = if msg.starts_with("unknown field") {
+        (quoted.unwrap_or(path), "unknown_field")
+    } else if msg.starts_with("missing field") {
+        (quoted.unwrap_or(path), "required")
+    } else {
+        (path, "invalid_type")
+    };
+    let field = if field == "." { "body" } else { field };
+    FieldError::new(field, code, msg)
+}
+
+/// A query-string extractor with problem errors (`invalid_query`, 400).
+pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Query(v)),
+            Err(e @ QueryRejection::FailedToDeserializeQueryString(_)) => {
+                Err(Problem::bad_request("invalid_query", e.body_text()))
+            }
+            Err(e) => Err(Problem::bad_request("invalid_query", e.body_text())),
+        }
+    }
+}
+
+/// A path-parameter extractor with problem errors: a malformed id is a 404 (it names nothing).
+pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| Path(v))
+            .map_err(|_| Problem::not_found("resource"))
+    }
+}

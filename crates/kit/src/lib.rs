@@ -1,0 +1,21 @@
+//! Shared plumbing for OllamaNet services.
+
+pub mod authn;
+pub mod bus;
+pub mod cache;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod outbox;
+pub mod problem;
+pub mod ratelimit;
+pub mod request_id;
+pub mod resilience;
+pub mod server;
+pub mod telemetry;
+pub mod timestamp;
+pub mod tokens;
+pub mod upstream;
+
+pub use problem::{FieldError, Problem};
+pub use timestamp::Timestamp;

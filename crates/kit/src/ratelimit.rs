@@ -1,0 +1,126 @@
+//! Rate limits (GCRA): in Redis when the cache is Redis, so that every gateway replica counts
+//! against one shared budget, atomically in one Lua script; in memory otherwise, and also in
+//! memory while Redis is down (a degraded, per-process limit beats no limit).
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota as GovQuota};
+use serde::{Deserialize, Serialize};
+
+use crate::cache::Cache;
+
+/// A sustained rate and the burst allowed on top of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+impl Quota {
+    /// Microseconds between two requests at the sustained rate.
+    fn interval_micros(&self) -> u64 {
+        60_000_000 / u64::from(self.per_minute.max(1))
+    }
+}
+
+/// GCRA over a theoretical arrival time kept in one key. Returns 0 when allowed, else the
+/// microseconds until the next request would be. Uses the Redis clock so replicas agree.
+const GCRA: &str = r"
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - interval * burst
+if allow_at > now then
+  return math.floor(allow_at - now)
+end
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.floor((new_tat - now) / 1000) + 1)
+return 0
+";
+
+type LocalLimiters = HashMap<(String, Quota), Arc<DefaultKeyedRateLimiter<String>>>;
+
+#[derive(Clone)]
+pub struct RateLimiter {
+    cache: Cache,
+    script: Arc<redis::Script>,
+    local: Arc<RwLock<LocalLimiters>>,
+}
+
+impl RateLimiter {
+    pub fn new(cache: Cache) -> Self {
+        Self { cache, script: Arc::new(redis::Script::new(GCRA)), local: Arc::default() }
+    }
+
+    /// `Ok` if the request may proceed, else `Err(retry_after)`.
+    pub async fn check(&self, class: &str, quota: Quota, key: &str) -> Result<(), Duration> {
+        if quota.per_minute == 0 {
+            return Ok(());
+        }
+        if let Some(redis) = self.cache.redis_backend() {
+            let k = redis.key(&format!("rl:{class}:{key}"));
+            let script = self.script.clone();
+            let burst = quota.burst.max(1);
+            let res: Result<u64, _> = redis
+                .run(|mut conn| async move {
+                    script.key(k).arg(quota.interval_micros()).arg(burst).invoke_async(&mut conn).await
+                })
+                .await;
+            match res {
+                Ok(0) => return Ok(()),
+                Ok(wait) => return Err(Duration::from_micros(wait)),
+                Err(e) => tracing::debug!(error = %e, "shared rate limit unavailable; using the local one"),
+            }
+        }
+        self.check_local(class, quota, key)
+    }
+
+    fn check_local(&self, class: &str, quota: Quota, key: &str) -> Result<(), Duration> {
+        let limiter = self.local_limiter(class, quota);
+        limiter.check_key(&key.to_owned()).map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+
+    fn local_limiter(&self, class: &str, quota: Quota) -> Arc<DefaultKeyedRateLimiter<String>> {
+        let id = (class.to_owned(), quota);
+        if let Some(l) = self.local.read().unwrap_or_else(|e| e.into_inner()).get(&id) {
+            return l.clone();
+        }
+        let per_minute = NonZeroU32::new(quota.per_minute.max(1)).expect("non-zero");
+        let burst = NonZeroU32::new(quota.burst.max(1)).expect("non-zero");
+        let limiter = Arc::new(DefaultKeyedRateLimiter::keyed(GovQuota::per_minute(per_minute).allow_burst(burst)));
+        self.local.write().unwrap_or_else(|e| e.into_inner()).entry(id).or_insert(limiter).clone()
+    }
+
+    /// Drops idle keys from the local limiters; call periodically.
+    pub fn housekeeping(&self) {
+        for l in self.local.read().unwrap_or_else(|e| e.into_inner()).values() {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn local_limit_allows_the_burst_then_refuses_with_a_wait() {
+        let rl = RateLimiter::new(Cache::memory(10));
+        let q = Quota { per_minute: 60, burst: 3 };
+        for _ in 0..3 {
+            assert!(rl.check("t", q, "k").await.is_ok());
+        }
+        let wait = rl.check("t", q, "k").await.unwrap_err();
+        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1), "{wait:?}");
+        assert!(rl.check("t", q, "other").await.is_ok(), "keys are independent");
+    }
+}

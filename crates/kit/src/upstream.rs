@@ -1,0 +1,242 @@
+//! Calling another service: in-process (its router, no network hop) in all-in-one mode, or over
+//! HTTP to one of its instances in split mode. Callers cannot tell the difference.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use bytes::Bytes;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tower::ServiceExt;
+
+use crate::problem::Problem;
+use crate::resilience::CircuitBreaker;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("no healthy instance of the service")]
+    NoInstance,
+    #[error("could not connect: {0}")]
+    Connect(String),
+    #[error("upstream failed: {0}")]
+    Failed(String),
+    #[error("upstream timed out")]
+    Timeout,
+    #[error("invalid upstream url: {0}")]
+    InvalidUrl(String),
+}
+
+impl UpstreamError {
+    pub fn into_problem(self, service: &str) -> Problem {
+        match self {
+            UpstreamError::Timeout => Problem::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                format!("the {service} service did not answer in time"),
+            ),
+            UpstreamError::NoInstance | UpstreamError::Connect(_) => {
+                Problem::unavailable("upstream_unavailable", format!("the {service} service is not reachable"))
+            }
+            UpstreamError::Failed(_) | UpstreamError::InvalidUrl(_) => {
+                Problem::new(StatusCode::BAD_GATEWAY, "bad_gateway", format!("the {service} service failed"))
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Upstream {
+    inner: Arc<Inner>,
+}
+
+enum Inner {
+    InProcess(Router),
+    Http(Box<HttpPool>),
+}
+
+struct HttpPool {
+    targets: Vec<Target>,
+    next: AtomicUsize,
+    client: Client<HttpConnector, Body>,
+}
+
+struct Target {
+    url: String,
+    scheme: Scheme,
+    authority: Authority,
+    breaker: CircuitBreaker,
+}
+
+/// The HTTP client every outbound call shares: keep-alive pool, no Nagle, bounded connect time.
+pub fn http_client() -> Client<HttpConnector, Body> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(2)));
+    connector.set_keepalive(Some(Duration::from_secs(60)));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(1024)
+        .build(connector)
+}
+
+impl Upstream {
+    pub fn in_process(router: Router) -> Self {
+        Self { inner: Arc::new(Inner::InProcess(router)) }
+    }
+
+    /// Instances reached over HTTP, balanced round-robin, skipping those whose breaker is open.
+    pub fn http(urls: &[String]) -> Result<Self, UpstreamError> {
+        let targets = urls
+            .iter()
+            .map(|u| {
+                let uri: Uri = u.parse().map_err(|_| UpstreamError::InvalidUrl(u.clone()))?;
+                let scheme = uri.scheme().cloned().ok_or_else(|| UpstreamError::InvalidUrl(u.clone()))?;
+                if scheme != Scheme::HTTP {
+                    return Err(UpstreamError::InvalidUrl(format!("{u} (only http:// upstreams are supported)")));
+                }
+                let authority = uri.authority().cloned().ok_or_else(|| UpstreamError::InvalidUrl(u.clone()))?;
+                Ok(Target {
+                    url: u.clone(),
+                    scheme,
+                    authority,
+                    breaker: CircuitBreaker::new(5, Duration::from_secs(5)),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if targets.is_empty() {
+            return Err(UpstreamError::NoInstance);
+        }
+        Ok(Self {
+            inner: Arc::new(Inner::Http(Box::new(HttpPool {
+                targets,
+                next: AtomicUsize::new(0),
+                client: http_client(),
+            }))),
+        })
+    }
+
+    pub fn is_in_process(&self) -> bool {
+        matches!(&*self.inner, Inner::InProcess(_))
+    }
+
+    /// The instance URLs (empty in-process), for status pages.
+    pub fn urls(&self) -> Vec<String> {
+        match &*self.inner {
+            Inner::InProcess(_) => Vec::new(),
+            Inner::Http(p) => p.targets.iter().map(|t| t.url.clone()).collect(),
+        }
+    }
+
+    /// Sends the request (its URI's path and query are kept; scheme and host are the instance's).
+    /// A request without a body that fails to connect is retried once on another instance;
+    /// nothing is retried once it may have reached a service.
+    pub async fn call(&self, req: Request<Body>) -> Result<Response<Body>, UpstreamError> {
+        match &*self.inner {
+            Inner::InProcess(router) => Ok(router.clone().oneshot(req).await.unwrap_or_else(|never| match never {})),
+            Inner::Http(pool) => pool.call(req).await,
+        }
+    }
+
+    /// Calls a JSON endpoint and returns its status and body.
+    pub async fn json<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<(StatusCode, Bytes), UpstreamError> {
+        let mut builder = Request::builder().method(method).uri(path).header(header::ACCEPT, "application/json");
+        let body = match body {
+            Some(b) => {
+                builder = builder.header(header::CONTENT_TYPE, "application/json");
+                Body::from(serde_json::to_vec(b).map_err(|e| UpstreamError::Failed(e.to_string()))?)
+            }
+            None => Body::empty(),
+        };
+        if let Some(id) = crate::request_id::current().and_then(|id| HeaderValue::from_str(&id).ok()) {
+            builder = builder.header(crate::request_id::HEADER, id);
+        }
+        let req = builder.body(body).map_err(|e| UpstreamError::Failed(e.to_string()))?;
+        let res = self.call(req).await?;
+        let status = res.status();
+        let bytes = res.into_body().collect().await.map_err(|e| UpstreamError::Failed(e.to_string()))?.to_bytes();
+        Ok((status, bytes))
+    }
+
+    /// GETs a JSON document; any non-2xx status is an error.
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, UpstreamError> {
+        let (status, body) = self.json::<()>(Method::GET, path, None).await?;
+        if !status.is_success() {
+            return Err(UpstreamError::Failed(format!("GET {path}: {status}")));
+        }
+        serde_json::from_slice(&body).map_err(|e| UpstreamError::Failed(format!("GET {path}: {e}")))
+    }
+}
+
+impl HttpPool {
+    fn pick(&self, skip: Option<usize>) -> Option<usize> {
+        let n = self.targets.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n).map(|i| (start + i) % n).find(|&i| Some(i) != skip && self.targets[i].breaker.allow())
+    }
+
+    async fn call(&self, req: Request<Body>) -> Result<Response<Body>, UpstreamError> {
+        let retry_copy = bodiless_copy(&req);
+        let first = self.pick(None).ok_or(UpstreamError::NoInstance)?;
+        match self.send(first, req).await {
+            Err(UpstreamError::Connect(e)) => match (retry_copy, self.pick(Some(first))) {
+                (Some(copy), Some(second)) => self.send(second, copy).await,
+                _ => Err(UpstreamError::Connect(e)),
+            },
+            other => other,
+        }
+    }
+
+    async fn send(&self, i: usize, mut req: Request<Body>) -> Result<Response<Body>, UpstreamError> {
+        let target = &self.targets[i];
+        let pq = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *req.uri_mut() = Uri::builder()
+            .scheme(target.scheme.clone())
+            .authority(target.authority.clone())
+            .path_and_query(pq)
+            .build()
+            .map_err(|e| UpstreamError::Failed(e.to_string()))?;
+        match self.client.request(req).await {
+            Ok(res) => {
+                target.breaker.record_success();
+                Ok(res.map(Body::new))
+            }
+            Err(e) if e.is_connect() => {
+                target.breaker.record_failure();
+                tracing::warn!(upstream = %target.url, error = %e, "upstream connect failed");
+                Err(UpstreamError::Connect(e.to_string()))
+            }
+            Err(e) => {
+                target.breaker.record_failure();
+                Err(UpstreamError::Failed(e.to_string()))
+            }
+        }
+    }
+}
+
+/// A copy of a request that has no body, so that it can be sent again.
+fn bodiless_copy(req: &Request<Body>) -> Option<Request<Body>> {
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let empty = http_body::Body::size_hint(req.body()).exact() == Some(0);
+    if !(safe && empty) {
+        return None;
+    }
+    let mut copy = Request::builder().method(req.method().clone()).uri(req.uri().clone()).version(req.version());
+    if let Some(h) = copy.headers_mut() {
+        *h = req.headers().clone();
+    }
+    copy.body(Body::empty()).ok()
+}
