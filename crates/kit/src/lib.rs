@@ -12,7 +12,10 @@ pub mod ratelimit;
 pub mod request_id;
 pub mod resilience;
 pub mod server;
+pub mod service;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod timestamp;
 pub mod tokens;
 pub mod upstream;
