@@ -28,6 +28,8 @@ pub struct InfraConfig {
     /// Prefix of every exchange and queue name (several deployments on one broker).
     pub bus_namespace: String,
     pub log: LogConfig,
+    /// Access-token issuer and audience.
+    pub tokens: crate::tokens::TokenConfig,
 }
 
 impl Default for InfraConfig {
@@ -41,6 +43,7 @@ impl Default for InfraConfig {
             amqp_url: None,
             bus_namespace: String::new(),
             log: LogConfig::default(),
+            tokens: crate::tokens::TokenConfig::default(),
         }
     }
 }

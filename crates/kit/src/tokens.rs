@@ -9,6 +9,21 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// Who issues access tokens and for whom; the auth service signs with these and every verifier
+/// checks them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenConfig {
+    pub issuer: String,
+    pub audience: String,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        Self { issuer: "ollamanet".into(), audience: "ollamanet".into() }
+    }
+}
+
 /// The JWT header `typ` of an access token; anything else (a refresh token, an ID token) is refused.
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
 /// Tokens longer than this are refused before any parsing.
