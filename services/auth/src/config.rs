@@ -1,0 +1,142 @@
+//! The auth service's settings (`[auth]` in the configuration file).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::AuthError;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    #[serde(with = "kit::config::duration")]
+    pub access_token_ttl: Duration,
+    #[serde(with = "kit::config::duration")]
+    pub refresh_token_ttl: Duration,
+    #[serde(with = "kit::config::duration")]
+    pub reset_token_ttl: Duration,
+    /// Failed logins in a row that lock an account.
+    pub lockout_threshold: u32,
+    #[serde(with = "kit::config::duration")]
+    pub lockout_duration: Duration,
+    pub password_min_length: usize,
+    /// Password hashes computed at once; each takes 19 MiB and one core for tens of milliseconds.
+    pub hash_concurrency: usize,
+    /// Where users reach the web application; password-reset links point here.
+    pub public_url: String,
+    /// Off only for plain-HTTP development setups: browsers drop `Secure` cookies on `http://`.
+    pub refresh_cookie_secure: bool,
+    /// Created at start when no user has its e-mail address.
+    pub first_admin: Option<FirstAdmin>,
+    pub mail: MailConfig,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            access_token_ttl: Duration::from_secs(15 * 60),
+            refresh_token_ttl: Duration::from_secs(30 * 86_400),
+            reset_token_ttl: Duration::from_secs(3600),
+            lockout_threshold: 5,
+            lockout_duration: Duration::from_secs(15 * 60),
+            password_min_length: 10,
+            hash_concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            public_url: "http://127.0.0.1:8080".into(),
+            refresh_cookie_secure: true,
+            first_admin: None,
+            mail: MailConfig::default(),
+        }
+    }
+}
+
+impl AuthConfig {
+    /// Rejects settings that would only fail later, at the first request that needs them.
+    pub(crate) fn validate(&self) -> Result<(), AuthError> {
+        let bad = |msg: &str| Err(AuthError::Config(msg.to_owned()));
+        if self.access_token_ttl < Duration::from_secs(1) || self.refresh_token_ttl < Duration::from_secs(1) {
+            return bad("access_token_ttl and refresh_token_ttl must be at least 1s");
+        }
+        if self.reset_token_ttl < Duration::from_secs(1) {
+            return bad("reset_token_ttl must be at least 1s");
+        }
+        if self.lockout_threshold == 0 {
+            return bad("lockout_threshold must be at least 1");
+        }
+        if self.hash_concurrency == 0 {
+            return bad("hash_concurrency must be at least 1");
+        }
+        if !(1..=crate::policy::PASSWORD_MAX_LENGTH).contains(&self.password_min_length) {
+            return bad("password_min_length must be between 1 and 256");
+        }
+        if self.mail.transport == MailTransport::Smtp && self.mail.smtp_url.is_none() {
+            return bad("mail.transport = \"smtp\" needs mail.smtp_url");
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FirstAdmin {
+    pub email: String,
+    pub username: String,
+    pub password: String,
+}
+
+/// Keeps the password out of logs and panic messages.
+impl std::fmt::Debug for FirstAdmin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FirstAdmin")
+            .field("email", &self.email)
+            .field("username", &self.username)
+            .field("password", &"***")
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailConfig {
+    pub transport: MailTransport,
+    /// e.g. `smtps://user:password@mail.example.com:465` or `smtp://localhost:25`.
+    pub smtp_url: Option<String>,
+    /// The `From` header of every mail.
+    pub from: String,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        Self { transport: MailTransport::Log, smtp_url: None, from: "OllamaNet <noreply@localhost>".into() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTransport {
+    /// Mails are written to the log (development).
+    #[default]
+    Log,
+    Smtp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_durations_and_rejects_unknown_keys() {
+        let c: AuthConfig = toml::from_str(
+            "access_token_ttl = \"5m\"\nlockout_threshold = 3\n[mail]\ntransport = \"smtp\"\nsmtp_url = \"smtp://localhost\"",
+        )
+        .unwrap();
+        assert_eq!(c.access_token_ttl, Duration::from_secs(300));
+        assert_eq!(c.refresh_token_ttl, Duration::from_secs(30 * 86_400));
+        assert_eq!(c.lockout_threshold, 3);
+        assert_eq!(c.mail.transport, MailTransport::Smtp);
+        c.validate().unwrap();
+
+        assert!(toml::from_str::<AuthConfig>("acces_token_ttl = \"5m\"").is_err());
+        let no_url: AuthConfig = toml::from_str("[mail]\ntransport = \"smtp\"").unwrap();
+        assert!(no_url.validate().is_err());
+    }
+}

@@ -1,0 +1,530 @@
+//! What the auth service does, independent of HTTP.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kit::Timestamp;
+use kit::authn::{API_KEY_PREFIX, CredentialKind, Identity, Introspection};
+use kit::cache::Cache;
+use kit::tokens::Jwks;
+use uuid::Uuid;
+
+use crate::config::{AuthConfig, FirstAdmin};
+use crate::error::AuthError;
+use crate::mail::Mailer;
+use crate::models::*;
+use crate::password::Hasher;
+use crate::policy::{self, Checks};
+use crate::secrets::{self, REFRESH_TOKEN_PREFIX, RESET_TOKEN_PREFIX};
+use crate::signing::Signer;
+use crate::store::{NewApiKey, NewSession, NewUserRecord, RoleChange, Store, UserRecord};
+
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 100;
+const API_KEY_NAME_MAX: usize = 64;
+const API_KEY_MAX_DAYS: u32 = 3650;
+/// Characters of an API key kept in clear to recognise it: the prefix and 8 of its 43 random
+/// characters (48 of 256 bits, useless for guessing the rest).
+const API_KEY_SHOWN: usize = API_KEY_PREFIX.len() + 8;
+/// A key's `last_used_at` is written at most this often, so a busy key does not write per request.
+const API_KEY_TOUCH_INTERVAL: time::Duration = time::Duration::minutes(1);
+
+/// A user to create outside the API (the `ollamanet users create` command, `first_admin`).
+/// Not `Debug`: it holds a password.
+#[derive(Clone)]
+pub struct NewUser {
+    pub email: String,
+    pub username: String,
+    pub password: String,
+    /// Admin and User roles instead of User alone.
+    pub admin: bool,
+}
+
+pub struct AuthService {
+    store: Store,
+    hasher: Hasher,
+    signer: Signer,
+    mailer: Arc<dyn Mailer>,
+    cache: Cache,
+    config: AuthConfig,
+}
+
+fn span(d: Duration) -> time::Duration {
+    time::Duration::try_from(d).unwrap_or(time::Duration::MAX)
+}
+
+/// Whether the account may be used now.
+fn check_usable(user: &UserRecord, now: Timestamp) -> Result<(), AuthError> {
+    if let Some(until) = user.locked_until.filter(|until| *until > now) {
+        let secs = (until - now).whole_seconds() + 1;
+        return Err(AuthError::AccountLocked { retry_after_secs: u64::try_from(secs).unwrap_or(1) });
+    }
+    if !user.is_active {
+        return Err(AuthError::AccountInactive);
+    }
+    Ok(())
+}
+
+fn is_usable(user: &UserRecord, now: Timestamp) -> bool {
+    user.deleted_at.is_none() && check_usable(user, now).is_ok()
+}
+
+fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+fn require_access_token(identity: &Identity) -> Result<(), AuthError> {
+    match identity.credential {
+        CredentialKind::AccessToken => Ok(()),
+        CredentialKind::ApiKey => Err(AuthError::AccessTokenRequired),
+    }
+}
+
+fn page_limit(query: &PageQuery) -> i64 {
+    i64::from(query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE))
+}
+
+/// Cuts the one extra row fetched to learn whether another page follows.
+fn into_page<R, T: From<R>>(mut rows: Vec<R>, limit: i64, cursor: impl Fn(&R) -> String) -> Page<T> {
+    let more = rows.len() as i64 > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let next_cursor = if more { rows.last().map(cursor) } else { None };
+    Page { items: rows.into_iter().map(T::from).collect(), next_cursor }
+}
+
+impl AuthService {
+    pub fn new(store: Store, signer: Signer, mailer: Arc<dyn Mailer>, cache: Cache, config: AuthConfig) -> Self {
+        Self { hasher: Hasher::new(config.hash_concurrency), store, signer, mailer, cache, config }
+    }
+
+    // ---- accounts ----
+
+    pub async fn register(&self, req: RegisterRequest) -> Result<TokenResponse, AuthError> {
+        let now = Timestamp::now();
+        let id = Uuid::now_v7();
+        let (refresh_token, session) = self.new_session(id, Uuid::now_v7(), now);
+        self.add_user(id, &req.username, &req.email, &req.password, &[kit::authn::USER_ROLE], Some(&session)).await?;
+        let user = self.user(id).await?;
+        self.token_response(&user, refresh_token, now)
+    }
+
+    pub async fn create_user(&self, user: NewUser) -> Result<Uuid, AuthError> {
+        let roles: &[&str] =
+            if user.admin { &[kit::authn::ADMIN_ROLE, kit::authn::USER_ROLE] } else { &[kit::authn::USER_ROLE] };
+        let id = Uuid::now_v7();
+        self.add_user(id, &user.username, &user.email, &user.password, roles, None).await?;
+        Ok(id)
+    }
+
+    /// Creates the configured first admin unless a user already has that e-mail address.
+    pub async fn ensure_first_admin(&self, admin: &FirstAdmin) -> Result<(), AuthError> {
+        if self.store.user_by_email(&normalize_email(&admin.email)).await?.is_some() {
+            return Ok(());
+        }
+        let new = NewUser {
+            email: admin.email.clone(),
+            username: admin.username.clone(),
+            password: admin.password.clone(),
+            admin: true,
+        };
+        match self.create_user(new).await {
+            Ok(id) => {
+                tracing::info!(user_id = %id, username = %admin.username, "created the first admin");
+                Ok(())
+            }
+            // Another instance starting at the same time created it.
+            Err(AuthError::EmailTaken) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Validates, hashes and stores a new account (with its first session, if given).
+    async fn add_user(
+        &self,
+        id: Uuid,
+        username: &str,
+        email: &str,
+        password: &str,
+        roles: &[&str],
+        session: Option<&NewSession>,
+    ) -> Result<(), AuthError> {
+        let email = normalize_email(email);
+        Checks::default()
+            .check("username", policy::username(username))
+            .check("email", policy::email(&email))
+            .check("password", policy::password(password, self.config.password_min_length, username, &email))
+            .finish()?;
+        let password_hash = self.hasher.hash(password).await?;
+        let now = session.map_or_else(Timestamp::now, |s| s.created_at);
+        let new = NewUserRecord { id, username, email: &email, password_hash: &password_hash, roles, now };
+        self.store.create_user(&new, session).await?;
+        self.store.wake_outbox();
+        Ok(())
+    }
+
+    pub async fn login(&self, req: LoginRequest) -> Result<TokenResponse, AuthError> {
+        // Never hash more than a valid password can be; such a password cannot match anyway.
+        if req.password.chars().count() > policy::PASSWORD_MAX_LENGTH {
+            return Err(AuthError::InvalidCredentials);
+        }
+        let login = req.login.trim();
+        let user = if login.contains('@') {
+            self.store.user_by_email(&normalize_email(login)).await?
+        } else {
+            self.store.user_by_username(login).await?
+        };
+        let Some(mut user) = user.filter(|u| u.deleted_at.is_none()) else {
+            self.hasher.verify_dummy(&req.password).await?;
+            return Err(AuthError::InvalidCredentials);
+        };
+        let now = Timestamp::now();
+        self.check_password(&user, &req.password, now, AuthError::InvalidCredentials).await?;
+        check_usable(&user, now)?;
+        let (refresh_token, session) = self.new_session(user.id, Uuid::now_v7(), now);
+        self.store.record_login(&session).await?;
+        user.last_login_at = Some(now);
+        self.token_response(&user, refresh_token, now)
+    }
+
+    /// Refuses locked accounts without looking at the password, then verifies it; a mismatch
+    /// counts towards the lockout and fails with `mismatch`.
+    async fn check_password(
+        &self,
+        user: &UserRecord,
+        password: &str,
+        now: Timestamp,
+        mismatch: AuthError,
+    ) -> Result<(), AuthError> {
+        if let err @ Err(AuthError::AccountLocked { .. }) = check_usable(user, now) {
+            return err;
+        }
+        if self.hasher.verify(password, &user.password_hash).await? {
+            return Ok(());
+        }
+        let lock_until = now + span(self.config.lockout_duration);
+        if self.store.record_login_failure(user.id, self.config.lockout_threshold, lock_until).await?.is_some() {
+            tracing::warn!(user_id = %user.id, "account locked after repeated failed logins");
+            self.cache.delete(&kit::authn::cache_key_user(user.id)).await;
+        }
+        Err(mismatch)
+    }
+
+    pub async fn me(&self, identity: &Identity) -> Result<UserView, AuthError> {
+        Ok(UserView::from(&self.user(identity.user_id).await?))
+    }
+
+    pub async fn update_profile(&self, identity: &Identity, req: UpdateProfileRequest) -> Result<UserView, AuthError> {
+        let user = self.user(identity.user_id).await?;
+        let username = req.username.filter(|u| *u != user.username);
+        let email = req.email.map(|e| normalize_email(&e)).filter(|e| *e != user.email);
+        let mut checks = Checks::default();
+        if let Some(u) = &username {
+            checks.check("username", policy::username(u));
+        }
+        if let Some(e) = &email {
+            checks.check("email", policy::email(e));
+            if req.current_password.is_none() {
+                checks.check("current_password", Err(("required", "is required to change the e-mail address".into())));
+            }
+        }
+        checks.finish()?;
+        if username.is_none() && email.is_none() {
+            return Ok(UserView::from(&user));
+        }
+        if let (Some(_), Some(password)) = (&email, &req.current_password) {
+            self.check_password(&user, password, Timestamp::now(), AuthError::InvalidCurrentPassword).await?;
+        }
+        self.store.update_profile(user.id, username.as_deref(), email.as_deref(), Timestamp::now()).await?;
+        self.store.wake_outbox();
+        Ok(UserView::from(&self.user(user.id).await?))
+    }
+
+    /// A live (not deleted) user.
+    async fn user(&self, id: Uuid) -> Result<UserRecord, AuthError> {
+        self.store.user(id).await?.filter(|u| u.deleted_at.is_none()).ok_or(AuthError::NotFound("user"))
+    }
+
+    // ---- sessions ----
+
+    fn new_session(&self, user_id: Uuid, family_id: Uuid, now: Timestamp) -> (String, NewSession) {
+        let token = secrets::generate(REFRESH_TOKEN_PREFIX);
+        let session = NewSession {
+            token_hash: secrets::digest(&token),
+            family_id,
+            user_id,
+            created_at: now,
+            expires_at: now + span(self.config.refresh_token_ttl),
+        };
+        (token, session)
+    }
+
+    fn token_response(
+        &self,
+        user: &UserRecord,
+        refresh_token: String,
+        now: Timestamp,
+    ) -> Result<TokenResponse, AuthError> {
+        Ok(TokenResponse {
+            access_token: self.signer.issue(user, now)?,
+            token_type: "Bearer".into(),
+            expires_in: self.signer.ttl().as_secs(),
+            refresh_token,
+            refresh_expires_in: self.config.refresh_token_ttl.as_secs(),
+            user: UserView::from(user),
+        })
+    }
+
+    /// Exchanges a refresh token for a new pair. A token is good once: presenting it again
+    /// means it was copied, so its whole family (the thief's and the owner's tokens) dies.
+    pub async fn refresh(&self, refresh_token: Option<&str>) -> Result<TokenResponse, AuthError> {
+        let hash = secrets::digest(refresh_token.ok_or(AuthError::InvalidRefreshToken)?);
+        let now = Timestamp::now();
+        let current = self.store.session(&hash).await?.ok_or(AuthError::InvalidRefreshToken)?;
+        if current.revoked_at.is_some() {
+            return Err(AuthError::InvalidRefreshToken);
+        }
+        if current.used_at.is_some() {
+            return self.reused(current.family_id, now).await;
+        }
+        if current.expires_at <= now {
+            return Err(AuthError::RefreshTokenExpired);
+        }
+        let user = self.user(current.user_id).await.map_err(|_| AuthError::InvalidRefreshToken)?;
+        check_usable(&user, now)?;
+        let (refresh_token, next) = self.new_session(user.id, current.family_id, now);
+        if !self.store.rotate_session(&hash, &next).await? {
+            // A concurrent request rotated the same token first.
+            return self.reused(current.family_id, now).await;
+        }
+        self.token_response(&user, refresh_token, now)
+    }
+
+    async fn reused<T>(&self, family_id: Uuid, now: Timestamp) -> Result<T, AuthError> {
+        self.store.revoke_family(family_id, now).await?;
+        tracing::warn!(%family_id, "refresh token reused; its family is revoked");
+        Err(AuthError::RefreshTokenReused)
+    }
+
+    /// Ends the session of `refresh_token` (unknown tokens are ignored: the caller wants it gone).
+    pub async fn logout(&self, refresh_token: Option<&str>) -> Result<(), AuthError> {
+        let Some(token) = refresh_token else { return Ok(()) };
+        if let Some(session) = self.store.session(&secrets::digest(token)).await? {
+            self.store.revoke_family(session.family_id, Timestamp::now()).await?;
+        }
+        Ok(())
+    }
+
+    /// Ends every session of the caller and kills their access tokens.
+    pub async fn logout_all(&self, identity: &Identity) -> Result<(), AuthError> {
+        require_access_token(identity)?;
+        self.store.end_all_sessions(identity.user_id, Timestamp::now()).await?;
+        self.access_changed(identity.user_id).await;
+        Ok(())
+    }
+
+    /// Makes a change to a user's access effective everywhere at once: authenticators re-read
+    /// the user's token version on their next request, and the `user.updated` event goes out.
+    async fn access_changed(&self, user_id: Uuid) {
+        self.cache.delete(&kit::authn::cache_key_user(user_id)).await;
+        self.store.wake_outbox();
+    }
+
+    // ---- passwords ----
+
+    pub async fn change_password(
+        &self,
+        identity: &Identity,
+        req: ChangePasswordRequest,
+    ) -> Result<TokenResponse, AuthError> {
+        require_access_token(identity)?;
+        let user = self.user(identity.user_id).await?;
+        let now = Timestamp::now();
+        self.check_password(&user, &req.current_password, now, AuthError::InvalidCurrentPassword).await?;
+        let hash = self.new_password_hash(&user, &req.new_password).await?;
+        let (refresh_token, session) = self.new_session(user.id, Uuid::now_v7(), now);
+        self.store.change_password(&hash, &session).await?;
+        self.access_changed(user.id).await;
+        self.token_response(&self.user(user.id).await?, refresh_token, now)
+    }
+
+    async fn new_password_hash(&self, user: &UserRecord, password: &str) -> Result<String, AuthError> {
+        Checks::default()
+            .check(
+                "new_password",
+                policy::password(password, self.config.password_min_length, &user.username, &user.email),
+            )
+            .finish()?;
+        self.hasher.hash(password).await
+    }
+
+    /// Mails a reset link when the address belongs to an active account. The caller learns
+    /// nothing either way: the answer is the same and the mail goes out in the background.
+    pub async fn forgot_password(&self, req: ForgotPasswordRequest) -> Result<(), AuthError> {
+        let email = normalize_email(&req.email);
+        Checks::default().check("email", policy::email(&email)).finish()?;
+        let Some(user) = self.store.user_by_email(&email).await? else { return Ok(()) };
+        if user.deleted_at.is_some() || !user.is_active {
+            return Ok(());
+        }
+        let token = secrets::generate(RESET_TOKEN_PREFIX);
+        let now = Timestamp::now();
+        let expires_at = now + span(self.config.reset_token_ttl);
+        self.store.create_reset_token(user.id, &secrets::digest(&token), now, expires_at).await?;
+        let link = format!("{}/reset-password?token={token}", self.config.public_url.trim_end_matches('/'));
+        let minutes = self.config.reset_token_ttl.as_secs().div_ceil(60);
+        let body = format!(
+            "Hello {},\n\nSomeone asked to reset the password of your OllamaNet account. To choose a new \
+             password, open this link within {minutes} minutes:\n\n{link}\n\nIf it was not you, ignore this \
+             mail: your password stays as it is.\n",
+            user.username
+        );
+        let mailer = self.mailer.clone();
+        tokio::spawn(async move {
+            if let Err(e) = mailer.send(&user.email, "Reset your OllamaNet password", &body).await {
+                tracing::warn!(user_id = %user.id, error = %e, "password-reset mail not sent");
+            }
+        });
+        Ok(())
+    }
+
+    pub async fn reset_password(&self, req: ResetPasswordRequest) -> Result<(), AuthError> {
+        let hash = secrets::digest(&req.token);
+        let now = Timestamp::now();
+        let user_id = self.store.reset_token_user(&hash, now).await?.ok_or(AuthError::InvalidResetToken)?;
+        let user = self.user(user_id).await.map_err(|_| AuthError::InvalidResetToken)?;
+        if !user.is_active {
+            return Err(AuthError::InvalidResetToken);
+        }
+        let password_hash = self.new_password_hash(&user, &req.new_password).await?;
+        if !self.store.reset_password(&hash, user.id, &password_hash, now).await? {
+            return Err(AuthError::InvalidResetToken);
+        }
+        self.access_changed(user.id).await;
+        Ok(())
+    }
+
+    // ---- roles ----
+
+    pub async fn change_role(&self, user_id: Uuid, role: &str, grant: bool) -> Result<UserRolesView, AuthError> {
+        match self.store.change_role(user_id, role, grant, Timestamp::now()).await? {
+            RoleChange::NoSuchUser => Err(AuthError::NotFound("user")),
+            RoleChange::NoSuchRole => Err(AuthError::NotFound("role")),
+            RoleChange::Done { roles, changed } => {
+                if changed {
+                    self.access_changed(user_id).await;
+                }
+                Ok(UserRolesView { user_id, roles })
+            }
+        }
+    }
+
+    pub async fn roles(&self, query: &PageQuery) -> Result<Page<RoleView>, AuthError> {
+        let limit = page_limit(query);
+        let rows = self.store.roles(query.cursor.as_deref(), limit + 1).await?;
+        Ok(into_page(rows, limit, |r| r.name.clone()))
+    }
+
+    // ---- API keys ----
+
+    pub async fn api_keys(&self, identity: &Identity, query: &PageQuery) -> Result<Page<ApiKeyView>, AuthError> {
+        require_access_token(identity)?;
+        let limit = page_limit(query);
+        let after = match query.cursor.as_deref().map(Uuid::parse_str) {
+            None => None,
+            Some(Ok(id)) => Some(id),
+            Some(Err(_)) => return Err(AuthError::field("cursor", "invalid_cursor", "is not a cursor of this list")),
+        };
+        let rows = self.store.api_keys(identity.user_id, after, limit + 1).await?;
+        Ok(into_page(rows, limit, |k| k.id.to_string()))
+    }
+
+    pub async fn create_api_key(
+        &self,
+        identity: &Identity,
+        req: CreateApiKeyRequest,
+    ) -> Result<CreatedApiKey, AuthError> {
+        require_access_token(identity)?;
+        let name = req.name.trim();
+        let mut checks = Checks::default();
+        let name_len = name.chars().count();
+        if name_len == 0 || name_len > API_KEY_NAME_MAX || name.chars().any(char::is_control) {
+            checks.check(
+                "name",
+                Err(("invalid_length", format!("must be 1 to {API_KEY_NAME_MAX} printable characters"))),
+            );
+        }
+        if req.expires_in_days.is_some_and(|d| !(1..=API_KEY_MAX_DAYS).contains(&d)) {
+            checks.check("expires_in_days", Err(("out_of_range", format!("must be 1 to {API_KEY_MAX_DAYS}"))));
+        }
+        checks.finish()?;
+        let key = secrets::generate(API_KEY_PREFIX);
+        let now = Timestamp::now();
+        let new = NewApiKey {
+            id: Uuid::now_v7(),
+            user_id: identity.user_id,
+            name,
+            prefix: &key[..API_KEY_SHOWN],
+            key_hash: &kit::authn::api_key_hash(&key),
+            created_at: now,
+            expires_at: req.expires_in_days.map(|d| now + time::Duration::days(i64::from(d))),
+        };
+        self.store.create_api_key(&new).await?;
+        let view = ApiKeyView {
+            id: new.id,
+            name: name.to_owned(),
+            prefix: new.prefix.to_owned(),
+            created_at: now,
+            last_used_at: None,
+            expires_at: new.expires_at,
+        };
+        Ok(CreatedApiKey { view, key })
+    }
+
+    pub async fn revoke_api_key(&self, identity: &Identity, id: Uuid) -> Result<(), AuthError> {
+        require_access_token(identity)?;
+        let hash = self.store.delete_api_key(identity.user_id, id).await?.ok_or(AuthError::NotFound("API key"))?;
+        // Authenticators cache a key's identity; without this it would keep working for a while.
+        self.cache.delete(&kit::authn::cache_key_api_key(&hash)).await;
+        Ok(())
+    }
+
+    // ---- tokens ----
+
+    pub fn jwks(&self) -> Jwks {
+        self.signer.jwks().clone()
+    }
+
+    /// What a credential stands for now, or `None` when it is not genuine (forged, expired,
+    /// revoked or unknown). A genuine access token introspects even when its token version is
+    /// stale: the caller compares versions.
+    pub async fn introspect(&self, credential: &str) -> Result<Option<Introspection>, AuthError> {
+        let now = Timestamp::now();
+        let (user_id, credential_kind) = if credential.starts_with(API_KEY_PREFIX) {
+            let Some(key) = self.store.api_key_by_hash(&kit::authn::api_key_hash(credential)).await? else {
+                return Ok(None);
+            };
+            if key.expires_at.is_some_and(|at| at <= now) {
+                return Ok(None);
+            }
+            self.store.touch_api_key(key.id, now, now - API_KEY_TOUCH_INTERVAL).await?;
+            (key.user_id, CredentialKind::ApiKey)
+        } else {
+            match self.signer.verify(credential) {
+                Ok(claims) => (claims.sub, CredentialKind::AccessToken),
+                Err(_) => return Ok(None),
+            }
+        };
+        let Some(user) = self.store.user(user_id).await? else { return Ok(None) };
+        Ok(Some(Introspection {
+            active: is_usable(&user, now),
+            identity: Identity {
+                user_id: user.id,
+                email: user.email,
+                username: user.username,
+                roles: user.roles,
+                token_version: user.token_version,
+                credential: credential_kind,
+            },
+        }))
+    }
+}
