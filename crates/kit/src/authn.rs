@@ -182,6 +182,10 @@ pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AuthnError> {
 pub struct Authenticator {
     source: Arc<dyn IdentitySource>,
     cache: Cache,
+    /// Whether user state and API-key identities may be cached: only when the auth service
+    /// invalidates the same cache (it runs in this process, or the cache is Redis). Otherwise a
+    /// revocation would go unseen for the entry's lifetime, so every request asks the auth service.
+    cache_state: bool,
     issuer: String,
     audience: String,
     verifier: ArcSwap<Verifier>,
@@ -192,9 +196,17 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(source: Arc<dyn IdentitySource>, cache: Cache, issuer: &str, audience: &str) -> Self {
+    /// `auth_in_process`: the auth service shares this process (and so this cache).
+    pub fn new(
+        source: Arc<dyn IdentitySource>,
+        cache: Cache,
+        issuer: &str,
+        audience: &str,
+        auth_in_process: bool,
+    ) -> Self {
         Self {
             source,
+            cache_state: auth_in_process || cache.is_shared(),
             cache,
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
@@ -241,7 +253,8 @@ impl Authenticator {
     async fn authenticate_api_key(&self, key: &str) -> Result<Identity, Problem> {
         let hash = api_key_hash(key);
         let cache_key = cache_key_api_key(&hash);
-        let mut identity = match self.cache.get_json::<Identity>(&cache_key).await {
+        let cached = if self.cache_state { self.cache.get_json::<Identity>(&cache_key).await } else { None };
+        let mut identity = match cached {
             Some(i) => i,
             None => self.introspect_api_key(key, &cache_key).await?,
         };
@@ -262,12 +275,16 @@ impl Authenticator {
             return Err(AuthnError::AccountDisabled.into_problem());
         }
         self.store_state(&intro).await;
-        self.cache.set_json(cache_key, &intro.identity, STATE_TTL).await;
+        if self.cache_state {
+            self.cache.set_json(cache_key, &intro.identity, STATE_TTL).await;
+        }
         Ok(intro.identity)
     }
 
     async fn user_state(&self, user_id: Uuid, credential: &str) -> Result<UserState, Problem> {
-        if let Some(state) = self.cache.get_json::<UserState>(&cache_key_user(user_id)).await {
+        if self.cache_state
+            && let Some(state) = self.cache.get_json::<UserState>(&cache_key_user(user_id)).await
+        {
             return Ok(state);
         }
         let intro = self.source.introspect(credential).await?.ok_or_else(|| AuthnError::Revoked.into_problem())?;
@@ -279,7 +296,9 @@ impl Authenticator {
 
     async fn store_state(&self, intro: &Introspection) -> UserState {
         let state = UserState { token_version: intro.identity.token_version, active: intro.active };
-        self.cache.set_json(&cache_key_user(intro.identity.user_id), &state, STATE_TTL).await;
+        if self.cache_state {
+            self.cache.set_json(&cache_key_user(intro.identity.user_id), &state, STATE_TTL).await;
+        }
         state
     }
 

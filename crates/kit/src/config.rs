@@ -10,8 +10,9 @@ use crate::cache::{Cache, CacheError};
 use crate::db::{Db, DbError, Migrations, PoolOptions};
 use crate::telemetry::LogFormat;
 
+/// Not `deny_unknown_fields`: the binary flattens it into its own config, which checks keys.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct InfraConfig {
     /// Where SQLite databases, keys and models live when nothing else is configured.
     pub data_dir: PathBuf,
@@ -83,6 +84,8 @@ impl Platform {
     /// Builds the cache and bus. Neither needs its server to be up: both degrade and recover.
     pub fn new(config: InfraConfig, bus_service: &str) -> Result<Self, PlatformError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| PlatformError::DataDir(config.data_dir.clone(), e))?;
+        // Metrics recorded before the recorder exists are lost: install it first.
+        crate::telemetry::metrics();
         let instance_id = uuid::Uuid::now_v7().simple().to_string()[20..].to_owned();
         let cache = match &config.redis_url {
             Some(url) => Cache::redis(url, &config.cache_prefix)?,
@@ -166,7 +169,8 @@ pub fn redact(value: &mut serde_json::Value) {
         serde_json::Value::Object(map) => {
             for (k, v) in map.iter_mut() {
                 let k = k.to_ascii_lowercase();
-                let secret = ["password", "secret", "private_key"].iter().any(|s| k.contains(s));
+                let secret =
+                    k == "password" || k.ends_with("_password") || k.contains("secret") || k.ends_with("private_key");
                 if secret && !v.is_null() && !v.is_object() {
                     *v = serde_json::Value::String("***".into());
                 } else {
@@ -197,7 +201,7 @@ mod tests {
     fn redacts_secrets_and_url_passwords() {
         let mut v = serde_json::json!({
             "database_url": "postgres://app:hunter2@db:5432/x",
-            "auth": {"first_admin": {"password": "pw", "email": "a@b.c"}},
+            "auth": {"first_admin": {"password": "pw", "email": "a@b.c"}, "password_min_length": 10},
             "mail": {"smtp_url": "smtps://u:p@mail", "from": "x"},
             "redis_url": "redis://cache:6379"
         });
@@ -205,6 +209,7 @@ mod tests {
         assert_eq!(v["database_url"], "postgres://app:***@db:5432/x");
         assert_eq!(v["auth"]["first_admin"]["password"], "***");
         assert_eq!(v["auth"]["first_admin"]["email"], "a@b.c");
+        assert_eq!(v["auth"]["password_min_length"], 10, "settings about passwords are not secrets");
         assert_eq!(v["mail"]["smtp_url"], "smtps://u:***@mail");
         assert_eq!(v["redis_url"], "redis://cache:6379");
     }

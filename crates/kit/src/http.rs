@@ -21,12 +21,19 @@ use crate::problem::{FieldError, Problem};
 
 /// Adds the layers every service router needs. `service` labels the metrics.
 pub fn service_layers(router: Router, service: &'static str) -> Router {
-    router
+    let router = router
         .route_layer(middleware::from_fn(move |req: Request, next: Next| track(service, req, next)))
         .fallback(|| async { Problem::not_found("route") })
         .method_not_allowed_fallback(|| async {
             Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not accept that method")
-        })
+        });
+    edge_layers(router)
+}
+
+/// The outermost layers of anything that faces a client: a panic becomes a 500 problem, and
+/// every request gets a request id.
+pub fn edge_layers(router: Router) -> Router {
+    router
         .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
             tracing::error!("handler panicked");
             Problem::internal().into_response()

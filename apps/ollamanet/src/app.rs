@@ -1,0 +1,168 @@
+//! Composes services into one process: all of them (all-in-one) or the ones `--only` names.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use axum::Router;
+use axum::routing::get;
+use kit::authn::{Authenticator, ForgetChangedUsers, RemoteIdentitySource};
+use kit::bus::{EVENTS_EXCHANGE, Subscription};
+use kit::config::Platform;
+use kit::http::{Dependency, Readiness};
+use kit::service::{ServiceContext, ServiceHandle};
+use kit::upstream::Upstream;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::AppConfig;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Service {
+    Gateway,
+    Auth,
+}
+
+impl Service {
+    pub const ALL: [Service; 2] = [Service::Gateway, Service::Auth];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Gateway => "gateway",
+            Service::Auth => "auth",
+        }
+    }
+}
+
+impl fmt::Display for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Service {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Service::ALL.into_iter().find(|svc| svc.name() == s.trim()).ok_or_else(|| {
+            let names: Vec<_> = Service::ALL.iter().map(|s| s.name()).collect();
+            format!("unknown service {s:?} (known: {})", names.join(", "))
+        })
+    }
+}
+
+/// Test hooks: replacements for things outside the platform.
+#[derive(Default, Clone)]
+pub struct Hooks {
+    pub mailer: Option<Arc<dyn ollamanet_auth::Mailer>>,
+}
+
+/// A composed process, ready to serve.
+pub struct App {
+    pub router: Router,
+    pub platform: Platform,
+    pub shutdown: CancellationToken,
+    services: Vec<Service>,
+    handles: Vec<ServiceHandle>,
+}
+
+impl App {
+    pub async fn build(config: &AppConfig, services: &[Service], hooks: Hooks) -> anyhow::Result<App> {
+        let mut services = services.to_vec();
+        services.sort();
+        services.dedup();
+        let bus_name = services.iter().map(|s| s.name()).collect::<Vec<_>>().join("+");
+        let platform = Platform::new(config.infra.clone(), &bus_name).context("starting the platform")?;
+        let shutdown = CancellationToken::new();
+        let tokens = &config.infra.tokens;
+        // Start with the broker connected when it is up; when it is not, serve anyway (events
+        // wait in the outbox) and let the bus keep reconnecting.
+        if tokio::time::timeout(std::time::Duration::from_secs(5), platform.bus.wait_connected()).await.is_err() {
+            tracing::warn!("RabbitMQ is not reachable yet; starting without it");
+        }
+
+        let mut handles = Vec::new();
+        let authn = if services.contains(&Service::Auth) {
+            let auth = match hooks.mailer {
+                Some(mailer) => {
+                    ollamanet_auth::start_with_mailer(&platform, &config.auth, shutdown.clone(), mailer).await
+                }
+                None => ollamanet_auth::start(&platform, &config.auth, shutdown.clone()).await,
+            }
+            .context("starting the auth service")?;
+            handles.push(auth.handle);
+            auth.authenticator
+        } else {
+            let urls = config.upstreams.get("auth").map(|u| u.0.clone()).unwrap_or_default();
+            if urls.is_empty() {
+                bail!(
+                    "the auth service is not in this process: set upstreams.auth (OLLAMANET_UPSTREAMS__AUTH) to its URL"
+                );
+            }
+            let source = RemoteIdentitySource(Upstream::http(&urls).context("upstreams.auth")?);
+            Arc::new(Authenticator::new(
+                Arc::new(source),
+                platform.cache.clone(),
+                &tokens.issuer,
+                &tokens.audience,
+                false,
+            ))
+        };
+        // Processes whose cache is private learn about revoked tokens from the bus.
+        platform.bus.subscribe(
+            Subscription::broadcast(EVENTS_EXCHANGE, "authn", &["user.updated", "user.deleted"]),
+            Arc::new(ForgetChangedUsers(authn.clone())),
+        );
+        let ctx = ServiceContext { platform: platform.clone(), authn, shutdown: shutdown.clone() };
+
+        let mut readiness = Readiness::default()
+            .with(Dependency::Cache(platform.cache.clone()))
+            .with(Dependency::Bus(platform.bus.clone()));
+        for h in &handles {
+            readiness.extend(&h.readiness);
+        }
+
+        let router = if services.contains(&Service::Gateway) {
+            let mut upstreams: HashMap<String, Upstream> =
+                handles.iter().map(|h| (h.name.to_owned(), Upstream::in_process(h.router.clone()))).collect();
+            for (name, urls) in &config.upstreams {
+                if !upstreams.contains_key(name) && !urls.0.is_empty() {
+                    upstreams
+                        .insert(name.clone(), Upstream::http(&urls.0).with_context(|| format!("upstreams.{name}"))?);
+                }
+            }
+            let docs = handles.iter().map(|h| h.openapi.clone()).collect();
+            let (gateway, _) =
+                ollamanet_gateway::start(&ctx, &config.gateway, upstreams, docs).context("starting the gateway")?;
+            kit::http::edge_layers(kit::http::ops_routes("gateway", readiness).merge(gateway))
+        } else {
+            // Without the gateway, the process serves its services' routes directly (split mode).
+            let mut merged = utoipa::openapi::OpenApiBuilder::new().build();
+            let mut router = Router::new();
+            for h in &handles {
+                merged.merge(h.openapi.clone());
+                router = router.merge(h.router.clone());
+            }
+            let name = services.first().map(|s| s.name()).unwrap_or("ollamanet");
+            let doc = Arc::new(merged);
+            router
+                .merge(kit::http::ops_routes(name, readiness))
+                .route("/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
+        };
+        Ok(App { router, platform, shutdown, services, handles })
+    }
+
+    pub fn services(&self) -> &[Service] {
+        &self.services
+    }
+
+    /// Serves until the shutdown token is cancelled, then drains and closes connections to the
+    /// bus and databases.
+    pub async fn serve(self, listener: TcpListener, opts: kit::server::ServeOptions) {
+        kit::server::serve(listener, self.router, self.shutdown.clone(), opts).await;
+        self.shutdown.cancel();
+        self.platform.bus.close().await;
+        drop(self.handles);
+    }
+}

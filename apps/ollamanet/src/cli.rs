@@ -1,0 +1,154 @@
+//! The command line.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use kit::config::Platform;
+use tokio::net::TcpListener;
+
+use crate::app::{App, Hooks, Service};
+use crate::config::{self, Overrides};
+
+#[derive(Debug, Parser)]
+#[command(name = "ollamanet", version, about = "OllamaNet: governed, multi-user access to local LLMs")]
+pub struct Cli {
+    /// Configuration file (TOML). Default: $OLLAMANET_CONFIG, else ./ollamanet.toml if present.
+    #[arg(long, global = true, env = "OLLAMANET_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the platform: every service in one process, or the ones --only names.
+    Serve(ServeArgs),
+    /// Show or check the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Manage users directly in the configured database.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Show the gateway's route table.
+    #[command(subcommand)]
+    Routes(RoutesCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Directory for SQLite databases and other local state.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Services to run in this process, comma-separated (gateway, auth). Default: all.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<Service>,
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long)]
+    pub listen: Option<String>,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration, secrets redacted.
+    Print(Common),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a user (the first administrator, typically). The password is read from stdin.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        username: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Give the user the Admin role.
+        #[arg(long)]
+        admin: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoutesCommand {
+    /// Print the route table the gateway would use.
+    Print(Common),
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let overrides = Overrides { listen: args.listen.clone(), data_dir: args.common.data_dir.clone() };
+            let config = config::load(cli.config.as_deref(), &overrides)?;
+            kit::telemetry::init_logging(config.infra.log.format, &config.infra.log.level);
+            let services = if args.only.is_empty() { Service::ALL.to_vec() } else { args.only };
+            let listener =
+                TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+            let addr = listener.local_addr()?;
+            let app = App::build(&config, &services, Hooks::default()).await?;
+            kit::server::shutdown_on_signals(app.shutdown.clone());
+            let names: Vec<_> = app.services().iter().map(|s| s.name()).collect();
+            tracing::info!(services = %names.join(","), "OllamaNet listening on http://{addr}");
+            // A machine-readable line for scripts and tests that start the binary on port 0.
+            println!("listening on {addr}");
+            let opts = kit::server::ServeOptions {
+                header_read_timeout: config.gateway.header_read_timeout,
+                ..Default::default()
+            };
+            app.serve(listener, opts).await;
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Print(common)) => {
+            let config =
+                config::load(cli.config.as_deref(), &Overrides { data_dir: common.data_dir, ..Default::default() })?;
+            print!("{}", config::to_toml(&config, true));
+            Ok(())
+        }
+        Command::Users(UsersCommand::Create { email, username, password_stdin: _, admin, common }) => {
+            let config =
+                config::load(cli.config.as_deref(), &Overrides { data_dir: common.data_dir, ..Default::default() })?;
+            kit::telemetry::init_logging(config.infra.log.format, "warn");
+            let mut password = String::new();
+            std::io::stdin().lock().read_line(&mut password).context("reading the password from stdin")?;
+            let password = password.trim_end_matches(['\r', '\n']).to_owned();
+            if password.is_empty() {
+                bail!("no password on stdin");
+            }
+            let platform = Platform::new(config.infra.clone(), "cli")?;
+            let new = ollamanet_auth::NewUser { email, username, password, admin };
+            let id = ollamanet_auth::create_user(&platform, &config.auth, new).await?;
+            println!("{id}");
+            Ok(())
+        }
+        Command::Routes(RoutesCommand::Print(common)) => {
+            let config =
+                config::load(cli.config.as_deref(), &Overrides { data_dir: common.data_dir, ..Default::default() })?;
+            let table = ollamanet_gateway::load_table(&config.gateway)?;
+            for rule in table.rules() {
+                let methods = if rule.methods.is_empty() {
+                    "*".to_owned()
+                } else {
+                    rule.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(",")
+                };
+                let access = match (rule.access, rule.roles.is_empty()) {
+                    (_, false) => format!("roles {}", rule.roles.join("|")),
+                    (ollamanet_gateway::Access::Anonymous, true) => "anonymous".to_owned(),
+                    (ollamanet_gateway::Access::Authenticated, true) => "authenticated".to_owned(),
+                };
+                println!("{methods:<12} {:<45} {:<10} {access}", rule.path, rule.service);
+            }
+            Ok(())
+        }
+    }
+}

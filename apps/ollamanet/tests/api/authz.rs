@@ -1,0 +1,123 @@
+//! Authorisation through the gateway: roles, mass assignment, other users' data, forged
+//! identity headers.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::{Deployment, Mode, PASSWORD};
+
+#[tokio::test]
+async fn a_user_cannot_reach_admin_routes_or_grant_themselves_roles() {
+    let d = Deployment::start(Mode::AllInOne).await;
+    let alice = d.register("alice").await;
+    let token = alice["access_token"].as_str().unwrap();
+    let alice_id = alice["user"]["id"].as_str().unwrap();
+
+    let (status, body) = d.call(Method::GET, "/api/auth/roles", Some(token), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["code"], "forbidden");
+    let (status, _) = d
+        .call(Method::POST, &format!("/api/auth/users/{alice_id}/roles"), Some(token), Some(json!({"role": "Admin"})))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = d.call(Method::GET, "/api/auth/roles", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Mass assignment: roles on register or profile update are refused, not applied.
+    let (status, body) = d
+        .call(
+            Method::POST,
+            "/api/auth/register",
+            None,
+            Some(json!({"username": "eve", "email": "eve@example.com", "password": PASSWORD, "roles": ["Admin"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["errors"][0]["field"], "roles");
+    let (status, _) = d.call(Method::PATCH, "/api/auth/me", Some(token), Some(json!({"roles": ["Admin"]}))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, me) = d.call(Method::GET, "/api/auth/me", Some(token), None).await;
+    assert_eq!(me["roles"], json!(["User"]));
+
+    // A client-sent identity header is stripped: it cannot impersonate anyone.
+    let admin = d.admin_token("root").await;
+    let (_, admin_me) = d.call(Method::GET, "/api/auth/me", Some(&admin), None).await;
+    let res = d
+        .client
+        .get(d.at("/api/auth/roles"))
+        .bearer_auth(token)
+        .header("x-user-id", admin_me["id"].as_str().unwrap())
+        .header("x-user-roles", "Admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn role_changes_apply_at_once() {
+    let d = Deployment::start(Mode::AllInOne).await;
+    let admin = d.admin_token("root").await;
+    let (status, _) = d.call(Method::GET, "/api/auth/roles", Some(&admin), None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let bob = d.register("bob").await;
+    let bob_token = bob["access_token"].as_str().unwrap();
+    let bob_id = bob["user"]["id"].as_str().unwrap();
+    let (status, body) = d
+        .call(Method::POST, &format!("/api/auth/users/{bob_id}/roles"), Some(&admin), Some(json!({"role": "Admin"})))
+        .await;
+    assert!(status.is_success(), "{status} {body}");
+    let (status, body) = d.call(Method::GET, "/api/auth/me", Some(bob_token), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the old token carries old roles and must die: {body}");
+    let (_, login) =
+        d.call(Method::POST, "/api/auth/login", None, Some(json!({"login": "bob", "password": PASSWORD}))).await;
+    let new_token = login["access_token"].as_str().unwrap();
+    let (status, _) = d.call(Method::GET, "/api/auth/roles", Some(new_token), None).await;
+    assert_eq!(status, StatusCode::OK, "the new token carries the Admin role");
+}
+
+async fn api_keys(mode: Mode) {
+    let d = Deployment::start(mode).await;
+    let alice = d.user_token("alice").await;
+    let bob = d.user_token("bob").await;
+
+    let (status, created) = d.call(Method::POST, "/api/auth/keys", Some(&bob), Some(json!({"name": "laptop"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let key = created["key"].as_str().unwrap().to_owned();
+    let key_id = created["id"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("onk_"));
+
+    // The key authenticates through the gateway.
+    let (status, me) = d.call(Method::GET, "/api/auth/me", Some(&key), None).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["username"], "bob");
+
+    // Alice sees none of Bob's keys and cannot revoke them.
+    let (status, list) = d.call(Method::GET, "/api/auth/keys", Some(&alice), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!list.to_string().contains(&key_id), "{list}");
+    let (status, _) = d.call(Method::DELETE, &format!("/api/auth/keys/{key_id}"), Some(&alice), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = d.call(Method::GET, "/api/auth/me", Some(&key), None).await;
+    assert_eq!(status, StatusCode::OK, "Bob's key survives Alice's attempt");
+
+    // Bob's own list never shows the secret again.
+    let (_, list) = d.call(Method::GET, "/api/auth/keys", Some(&bob), None).await;
+    assert!(list.to_string().contains(&key_id) && !list.to_string().contains(&key));
+
+    let (status, _) = d.call(Method::DELETE, &format!("/api/auth/keys/{key_id}"), Some(&bob), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = d.call(Method::GET, "/api/auth/me", Some(&key), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a revoked key stops working at once");
+}
+
+#[tokio::test]
+async fn api_keys_all_in_one() {
+    api_keys(Mode::AllInOne).await;
+}
+
+#[tokio::test]
+async fn api_keys_split() {
+    api_keys(Mode::Split).await;
+}

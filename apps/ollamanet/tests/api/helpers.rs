@@ -1,0 +1,211 @@
+//! Deployments under test: the platform in this test process (all-in-one) or as separate
+//! `ollamanet` processes (split), on the stack `OLLAMANET_TEST_STACK` selects.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kit::testing::TestInfra;
+use ollamanet::app::{App, Hooks, Service};
+use ollamanet::config::{AppConfig, Urls};
+use ollamanet_auth::RecordingMailer;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    AllInOne,
+    Split,
+}
+
+pub struct Deployment {
+    /// The gateway's base URL.
+    pub url: String,
+    /// Owns the test's backends; dropping it removes them.
+    _infra: TestInfra,
+    pub config: AppConfig,
+    pub client: reqwest::Client,
+    /// Mail the platform sent (all-in-one only: a split process logs its mail).
+    pub mail: Option<Arc<RecordingMailer>>,
+    shutdown: Option<CancellationToken>,
+    _children: Vec<Child>,
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        if let Some(s) = &self.shutdown {
+            s.cancel();
+        }
+    }
+}
+
+/// The configuration every test deployment starts from: the test's own backends, fast hashing
+/// limits left as in production, rate limits high enough not to interfere.
+pub fn base_config(infra: &TestInfra) -> AppConfig {
+    let mut config = AppConfig { listen: "127.0.0.1:0".into(), infra: infra.config.clone(), ..AppConfig::default() };
+    config.auth.refresh_cookie_secure = false;
+    config.gateway.rate_limits.anonymous.per_minute = 100_000;
+    config.gateway.rate_limits.anonymous.burst = 10_000;
+    config.gateway.rate_limits.authenticated.per_minute = 100_000;
+    config.gateway.rate_limits.authenticated.burst = 10_000;
+    for quota in config.gateway.rate_limits.classes.values_mut() {
+        quota.per_minute = 100_000;
+        quota.burst = 10_000;
+    }
+    config
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client")
+}
+
+impl Deployment {
+    pub async fn start(mode: Mode) -> Self {
+        let infra = TestInfra::new().await;
+        let config = base_config(&infra);
+        Self::start_with(mode, infra, config).await
+    }
+
+    pub async fn start_with(mode: Mode, infra: TestInfra, config: AppConfig) -> Self {
+        match mode {
+            Mode::AllInOne => Self::in_process(infra, config).await,
+            Mode::Split => Self::split(infra, config).await,
+        }
+    }
+
+    async fn in_process(infra: TestInfra, config: AppConfig) -> Self {
+        let mail = Arc::new(RecordingMailer::default());
+        let hooks = Hooks { mailer: Some(mail.clone()) };
+        let app = App::build(&config, &Service::ALL, hooks).await.expect("build app");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = app.shutdown.clone();
+        tokio::spawn(app.serve(listener, kit::server::ServeOptions::default()));
+        Self {
+            url,
+            _infra: infra,
+            config,
+            client: client(),
+            mail: Some(mail),
+            shutdown: Some(shutdown),
+            _children: Vec::new(),
+        }
+    }
+
+    async fn split(infra: TestInfra, config: AppConfig) -> Self {
+        let (auth, auth_url) = spawn_process(&infra, &config, "auth").await;
+        let mut gw_config = config.clone();
+        gw_config.upstreams.insert("auth".into(), Urls(vec![auth_url]));
+        let (gateway, url) = spawn_process(&infra, &gw_config, "gateway").await;
+        Self {
+            url,
+            _infra: infra,
+            config: gw_config,
+            client: client(),
+            mail: None,
+            shutdown: None,
+            _children: vec![auth, gateway],
+        }
+    }
+
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{}", self.url, path)
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, self.at(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status();
+        let text = res.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Registers a user and returns the token response.
+    pub async fn register(&self, username: &str) -> Value {
+        let email = format!("{username}@example.com");
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/api/auth/register",
+                None,
+                Some(json!({"username": username, "email": email, "password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "register {username}: {body}");
+        body
+    }
+
+    /// Registers a user and returns their access token.
+    pub async fn user_token(&self, username: &str) -> String {
+        self.register(username).await["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates an administrator the way an operator does (`ollamanet users create --admin`)
+    /// and logs them in.
+    pub async fn admin_token(&self, username: &str) -> String {
+        let platform = kit::config::Platform::new(self.config.infra.clone(), "test-cli").unwrap();
+        let new = ollamanet_auth::NewUser {
+            email: format!("{username}@example.com"),
+            username: username.into(),
+            password: PASSWORD.into(),
+            admin: true,
+        };
+        ollamanet_auth::create_user(&platform, &self.config.auth, new).await.expect("create admin");
+        let (status, body) = self
+            .call(Method::POST, "/api/auth/login", None, Some(json!({"login": username, "password": PASSWORD})))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+}
+
+/// Starts `ollamanet serve --only <service>` on a free port with `config` and returns the child
+/// and its base URL.
+pub async fn spawn_process(infra: &TestInfra, config: &AppConfig, service: &str) -> (Child, String) {
+    let file = infra.data_dir().join(format!("{service}-{}.toml", uuid_suffix()));
+    std::fs::write(&file, ollamanet::config::to_toml(config, false)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ollamanet"))
+        .args(["--config", file.to_str().unwrap(), "serve", "--only", service, "--listen", "127.0.0.1:0"])
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .env_remove("AMQP_URL")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn ollamanet");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                return addr.to_owned();
+            }
+        }
+        panic!("ollamanet serve --only {service} exited before listening");
+    })
+    .await
+    .expect("process started in time");
+    (child, format!("http://{addr}"))
+}
+
+fn uuid_suffix() -> String {
+    uuid::Uuid::now_v7().simple().to_string()[24..].to_owned()
+}

@@ -1,0 +1,13 @@
+//! End-to-end tests of the composed platform through the gateway, in both deployment modes, on
+//! the stack `OLLAMANET_TEST_STACK` selects (`embedded` or `full`).
+
+mod authz;
+mod bad_input;
+mod cli;
+mod gateway;
+mod helpers;
+mod jwt;
+mod ops;
+mod ratelimit;
+mod resilience;
+mod story;

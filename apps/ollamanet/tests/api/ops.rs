@@ -1,0 +1,49 @@
+//! Operational endpoints: health, readiness, metrics, the merged OpenAPI document and docs page.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{Deployment, Mode};
+
+async fn ops(mode: Mode) {
+    let d = Deployment::start(mode).await;
+    let health: Value = d.client.get(d.at("/health")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+
+    let res = d.client.get(d.at("/ready")).send().await.unwrap();
+    let status = res.status();
+    let ready: Value = res.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{ready}");
+    assert_eq!(ready["status"], "ready", "{ready}");
+    if mode == Mode::AllInOne {
+        assert_eq!(ready["checks"]["auth.database"]["status"], "up", "{ready}");
+    }
+
+    d.register("olive").await;
+    let metrics = d.client.get(d.at("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("gateway_requests_total"), "{metrics}");
+    assert!(metrics.contains("route=\"/api/auth/register\""), "{metrics}");
+
+    let doc: Value = d.client.get(d.at("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    for p in ["/api/auth/register", "/api/auth/login", "/api/auth/me", "/api/auth/keys/{id}"] {
+        assert!(paths.contains_key(p), "{p} documented");
+    }
+    assert!(!paths.contains_key("/api/auth/introspect"), "internal endpoints stay out of the public document");
+
+    let res = d.client.get(d.at("/docs/")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("<html") || page.contains("<!DOCTYPE"), "docs page is HTML");
+    assert!(!page.contains("://cdn") && !page.contains("unpkg.com"), "docs page needs no network");
+}
+
+#[tokio::test]
+async fn ops_endpoints_all_in_one() {
+    ops(Mode::AllInOne).await;
+}
+
+#[tokio::test]
+async fn ops_endpoints_split() {
+    ops(Mode::Split).await;
+}
