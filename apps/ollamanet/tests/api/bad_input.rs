@@ -17,11 +17,14 @@ async fn send_raw(d: &Deployment, content_type: Option<&str>, body: Vec<u8>) -> 
     (status, res.json().await.unwrap())
 }
 
+/// A request body, its content type, and the status and problem code it must get.
+type Case = (&'static str, Option<&'static str>, Vec<u8>, StatusCode, &'static str);
+
 #[tokio::test]
 async fn malformed_bodies_get_stable_codes() {
     let d = Deployment::start(Mode::AllInOne).await;
     let json = Some("application/json");
-    let cases: Vec<(&str, Option<&str>, Vec<u8>, StatusCode, &str)> = vec![
+    let cases: Vec<Case> = vec![
         ("malformed JSON", json, b"{\"username\": ".to_vec(), StatusCode::BAD_REQUEST, "malformed_json"),
         ("not JSON at all", json, b"username=a&password=b".to_vec(), StatusCode::BAD_REQUEST, "malformed_json"),
         (

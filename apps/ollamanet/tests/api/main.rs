@@ -7,6 +7,7 @@ mod cli;
 mod gateway;
 mod helpers;
 mod jwt;
+mod lifecycle;
 mod ops;
 mod ratelimit;
 mod resilience;
