@@ -95,7 +95,7 @@ fn token_reply(status: StatusCode, tokens: TokenResponse, secure: bool) -> Respo
 
 /// Errors of every route that takes a JSON body.
 #[derive(IntoResponses)]
-#[allow(dead_code)] // Only documents responses; the errors come from `kit::http::Json`.
+#[expect(dead_code, reason = "documents responses only; the errors come from `kit::http::Json`")]
 enum BodyErrors {
     /// `malformed_json`: the body is not JSON.
     #[response(status = 400, content_type = "application/problem+json")]
@@ -110,7 +110,7 @@ enum BodyErrors {
 
 /// Errors of every route that needs a bearer credential.
 #[derive(IntoResponses)]
-#[allow(dead_code)] // Only documents responses; the errors come from `kit::authn::CurrentUser`.
+#[expect(dead_code, reason = "documents responses only; the errors come from `kit::authn::CurrentUser`")]
 enum CredentialErrors {
     /// `unauthenticated` (no credential), `invalid_token`, `token_expired`, `token_revoked` (the
     /// user's token version moved on), `invalid_api_key`, `account_disabled`.

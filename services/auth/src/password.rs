@@ -5,6 +5,7 @@ use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as
 use tokio::sync::{OnceCell, Semaphore};
 
 use crate::error::AuthError;
+use crate::policy::PASSWORD_MAX_LENGTH;
 
 /// OWASP's recommended Argon2id settings: 19 MiB, 2 passes, 1 lane.
 const M_COST_KIB: u32 = 19_456;
@@ -38,6 +39,11 @@ impl Hasher {
     }
 
     pub async fn verify(&self, password: &str, hash: &str) -> Result<bool, AuthError> {
+        // Never hash more than a valid password can be (the cost grows with the length), and
+        // such a password cannot match anyway.
+        if password.chars().count() > PASSWORD_MAX_LENGTH {
+            return Ok(false);
+        }
         let (password, hash) = (password.to_owned(), hash.to_owned());
         self.blocking(move || match argon2().verify_password(password.as_bytes(), hash.as_str()) {
             Ok(()) => Ok(true),
@@ -74,6 +80,7 @@ mod tests {
         assert!(h.verify("correct horse battery", &hash).await.unwrap());
         assert!(!h.verify("wrong horse battery", &hash).await.unwrap());
         assert!(h.verify("x", "not a hash").await.is_err());
+        assert!(!h.verify(&"x".repeat(PASSWORD_MAX_LENGTH + 1), &hash).await.unwrap());
         h.verify_dummy("anything").await.unwrap();
     }
 }

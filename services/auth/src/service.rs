@@ -163,10 +163,6 @@ impl AuthService {
     }
 
     pub async fn login(&self, req: LoginRequest) -> Result<TokenResponse, AuthError> {
-        // Never hash more than a valid password can be; such a password cannot match anyway.
-        if req.password.chars().count() > policy::PASSWORD_MAX_LENGTH {
-            return Err(AuthError::InvalidCredentials);
-        }
         let login = req.login.trim();
         let user = if login.contains('@') {
             self.store.user_by_email(&normalize_email(login)).await?
@@ -202,9 +198,9 @@ impl AuthService {
             return Ok(());
         }
         let lock_until = now + span(self.config.lockout_duration);
-        if self.store.record_login_failure(user.id, self.config.lockout_threshold, lock_until).await?.is_some() {
+        if self.store.record_login_failure(user.id, self.config.lockout_threshold, lock_until).await? {
             tracing::warn!(user_id = %user.id, "account locked after repeated failed logins");
-            self.cache.delete(&kit::authn::cache_key_user(user.id)).await;
+            self.access_changed(user.id).await;
         }
         Err(mismatch)
     }

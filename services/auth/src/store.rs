@@ -313,28 +313,39 @@ impl Store {
     }
 
     /// Counts a failed login; at `threshold` failures in a row the account is locked until
-    /// `lock_until` and the count starts again. Returns the lock's end, if locked.
+    /// `lock_until` (announced, as it ends the user's access) and the count starts again.
+    /// Returns whether this failure locked the account.
     pub async fn record_login_failure(
         &self,
         user_id: Uuid,
         threshold: u32,
         lock_until: Timestamp,
-    ) -> Result<Option<Timestamp>, AuthError> {
+    ) -> Result<bool, AuthError> {
         let threshold = i32::try_from(threshold).unwrap_or(i32::MAX);
         let locked = with_db!(&self.db, |pool| {
-            sqlx::query_scalar(
+            let mut tx = pool.begin_write().await?;
+            let row: Option<(Option<Timestamp>, i64)> = sqlx::query_as(
                 "UPDATE users SET \
                    failed_logins = CASE WHEN failed_logins + 1 >= $2 THEN 0 ELSE failed_logins + 1 END, \
                    locked_until = CASE WHEN failed_logins + 1 >= $2 THEN $3 ELSE locked_until END \
-                 WHERE id = $1 RETURNING locked_until",
+                 WHERE id = $1 RETURNING locked_until, token_version",
             )
             .bind(user_id)
             .bind(threshold)
             .bind(lock_until)
-            .fetch_optional(pool)
-            .await?
+            .fetch_optional(&mut *tx)
+            .await?;
+            let locked_now = match row {
+                Some((Some(until), version)) if until == lock_until => {
+                    self.outbox.enqueue(&mut tx, &user_updated(user_id, version)).await?;
+                    true
+                }
+                _ => false,
+            };
+            tx.commit().await?;
+            locked_now
         });
-        Ok(locked.flatten())
+        Ok(locked)
     }
 
     /// Clears the failure count and opens a new session family.

@@ -144,6 +144,20 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Runs `statement`, with the user id as `$1`, on the service's database: for account states
+    /// that only other services will set, and for expiry without waiting. Like those services,
+    /// it then drops the user's cached state.
+    pub async fn sql(&self, statement: &'static str, user_id: Uuid) {
+        let db = self.platform.database("auth", &ollamanet_auth::MIGRATIONS).await.expect("database");
+        kit::with_db!(&db, |pool| {
+            sqlx::query(statement).bind(user_id).execute(pool).await.expect("statement runs");
+        });
+        db.close().await;
+        self.platform.cache.delete(&kit::authn::cache_key_user(user_id)).await;
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();

@@ -115,3 +115,12 @@ async fn keys_list_in_pages_and_names_are_validated() {
         assert_eq!(res.field_errors(), vec![(field.to_owned(), code.to_owned())]);
     }
 }
+
+#[tokio::test]
+async fn expired_keys_stop_working() {
+    let app = TestApp::spawn().await;
+    let (_, session) = app.new_user().await;
+    let key = create_key(&app, &session, "short-lived").await["key"].as_str().unwrap().to_owned();
+    app.sql("UPDATE api_keys SET expires_at = created_at WHERE user_id = $1", session.user_id).await;
+    app.me(&key).await.assert_problem(401, "invalid_api_key");
+}

@@ -72,3 +72,29 @@ async fn overlong_passwords_are_refused_without_hashing() {
     let res = app.post("/api/auth/login", &json!({"login": user.username, "password": "x".repeat(10_000)})).await;
     res.assert_problem(401, "invalid_credentials");
 }
+
+#[tokio::test]
+async fn inactive_accounts_cannot_log_in_refresh_or_use_tokens() {
+    let app = TestApp::spawn().await;
+    let (user, session) = app.new_user().await;
+    app.sql("UPDATE users SET is_active = FALSE WHERE id = $1", session.user_id).await;
+
+    app.login(&user.username, PASSWORD).await.assert_problem(403, "account_inactive");
+    // Without the password nothing is revealed about the account.
+    app.login(&user.username, "wrong password here").await.assert_problem(401, "invalid_credentials");
+    app.refresh(&session.refresh).await.assert_problem(403, "account_inactive");
+    app.me(&session.access).await.assert_problem(401, "account_disabled");
+    let intro = app.post("/api/auth/introspect", &json!({"token": session.access})).await;
+    assert_eq!(intro.body["active"], false);
+}
+
+#[tokio::test]
+async fn deleted_accounts_look_unknown() {
+    let app = TestApp::spawn().await;
+    let (user, session) = app.new_user().await;
+    app.sql("UPDATE users SET deleted_at = created_at WHERE id = $1", session.user_id).await;
+
+    app.login(&user.username, PASSWORD).await.assert_problem(401, "invalid_credentials");
+    app.refresh(&session.refresh).await.assert_problem(401, "invalid_refresh_token");
+    app.me(&session.access).await.assert_problem(401, "account_disabled");
+}

@@ -107,3 +107,16 @@ async fn unknown_reset_tokens_are_refused() {
     let res = app.post("/api/auth/password/reset", &json!({"token": "made-up", "new_password": NEW_PASSWORD})).await;
     res.assert_problem(400, "invalid_reset_token");
 }
+
+#[tokio::test]
+async fn expired_reset_tokens_are_refused() {
+    let app = TestApp::spawn().await;
+    let (user, session) = app.new_user().await;
+    app.post("/api/auth/password/forgot", &json!({"email": user.email})).await;
+    let token = reset_token(&app.mailer.wait_for(&user.email).await.body);
+    app.sql("UPDATE password_resets SET expires_at = created_at WHERE user_id = $1", session.user_id).await;
+
+    let res = app.post("/api/auth/password/reset", &json!({"token": token, "new_password": NEW_PASSWORD})).await;
+    res.assert_problem(400, "invalid_reset_token");
+    assert_eq!(app.login(&user.username, PASSWORD).await.status, 200, "the password is unchanged");
+}

@@ -114,3 +114,11 @@ async fn logout_all_needs_an_access_token() {
     app.post("/api/auth/logout", &json!({"all": true})).await.assert_problem(401, "unauthenticated");
     assert_eq!(app.refresh(&session.refresh).await.status, 200, "nothing was revoked");
 }
+
+#[tokio::test]
+async fn expired_refresh_tokens_are_refused() {
+    let app = TestApp::spawn().await;
+    let (_, session) = app.new_user().await;
+    app.sql("UPDATE refresh_tokens SET expires_at = created_at WHERE user_id = $1", session.user_id).await;
+    app.refresh(&session.refresh).await.assert_problem(401, "refresh_token_expired");
+}
