@@ -53,11 +53,13 @@ impl AuthConfig {
     /// Rejects settings that would only fail later, at the first request that needs them.
     pub(crate) fn validate(&self) -> Result<(), AuthError> {
         let bad = |msg: &str| Err(AuthError::Config(msg.to_owned()));
-        if self.access_token_ttl < Duration::from_secs(1) || self.refresh_token_ttl < Duration::from_secs(1) {
-            return bad("access_token_ttl and refresh_token_ttl must be at least 1s");
-        }
-        if self.reset_token_ttl < Duration::from_secs(1) {
-            return bad("reset_token_ttl must be at least 1s");
+        // Expiry times are computed by adding these to now; absurd values would overflow.
+        let sane = Duration::from_secs(1)..=Duration::from_secs(3650 * 86_400);
+        let ttls = [self.access_token_ttl, self.refresh_token_ttl, self.reset_token_ttl, self.lockout_duration];
+        if !ttls.iter().all(|d| sane.contains(d)) {
+            return bad(
+                "access_token_ttl, refresh_token_ttl, reset_token_ttl and lockout_duration must be 1s to 3650d",
+            );
         }
         if self.lockout_threshold == 0 {
             return bad("lockout_threshold must be at least 1");
@@ -138,5 +140,7 @@ mod tests {
         assert!(toml::from_str::<AuthConfig>("acces_token_ttl = \"5m\"").is_err());
         let no_url: AuthConfig = toml::from_str("[mail]\ntransport = \"smtp\"").unwrap();
         assert!(no_url.validate().is_err());
+        let forever: AuthConfig = toml::from_str("refresh_token_ttl = \"99999999d\"").unwrap();
+        assert!(forever.validate().is_err());
     }
 }

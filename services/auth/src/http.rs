@@ -153,7 +153,7 @@ async fn login(State(s): State<AppState>, Json(req): Json<LoginRequest>) -> Resu
 
 /// Get the caller's account.
 #[utoipa::path(get, path = "/api/auth/me", tag = "account", security(("bearer" = [])), responses(
-    (status = 200, body = UserView),
+    (status = 200, description = "The caller's account.", body = UserView),
     CredentialErrors,
 ))]
 async fn get_me(State(s): State<AppState>, CurrentUser(me): CurrentUser) -> Result<Json<UserView>, AuthError> {
@@ -163,7 +163,7 @@ async fn get_me(State(s): State<AppState>, CurrentUser(me): CurrentUser) -> Resu
 /// Change the caller's username or e-mail address. Roles cannot be set here.
 #[utoipa::path(patch, path = "/api/auth/me", tag = "account", security(("bearer" = [])),
     request_body = UpdateProfileRequest, responses(
-    (status = 200, body = UserView),
+    (status = 200, description = "The account after the change.", body = UserView),
     (status = 403, description = "`invalid_current_password`, `account_locked`.", body = Problem,
         content_type = "application/problem+json"),
     (status = 409, description = "`username_taken`, `email_taken`.", body = Problem, content_type = "application/problem+json"),
@@ -255,7 +255,7 @@ async fn change_password(
 /// belongs to an account.
 #[utoipa::path(post, path = "/api/auth/password/forgot", tag = "password", request_body = ForgotPasswordRequest,
     responses(
-    (status = 202, body = AcceptedResponse),
+    (status = 202, description = "Always the same answer.", body = AcceptedResponse),
     (status = 422, description = "`validation_failed` (`invalid_email`) or `invalid_body`.", body = Problem,
         content_type = "application/problem+json"),
     BodyErrors,
@@ -330,7 +330,7 @@ async fn remove_role(
 /// List the roles (Admin).
 #[utoipa::path(get, path = "/api/auth/roles", tag = "roles", security(("bearer" = [])), params(PageQuery),
     responses(
-    (status = 200, body = Page<RoleView>),
+    (status = 200, description = "A page of roles, by name.", body = Page<RoleView>),
     (status = 400, description = "`invalid_query`.", body = Problem, content_type = "application/problem+json"),
     (status = 403, description = "`forbidden`: the caller is not an Admin.", body = Problem,
         content_type = "application/problem+json"),
@@ -349,7 +349,7 @@ async fn list_roles(
 /// List the caller's API keys (never the keys themselves).
 #[utoipa::path(get, path = "/api/auth/keys", tag = "api keys", security(("bearer" = [])), params(PageQuery),
     responses(
-    (status = 200, body = Page<ApiKeyView>),
+    (status = 200, description = "A page of the caller's keys, oldest first.", body = Page<ApiKeyView>),
     (status = 400, description = "`invalid_query`.", body = Problem, content_type = "application/problem+json"),
     (status = 403, description = "`access_token_required`: keys are managed with an access token.",
         body = Problem, content_type = "application/problem+json"),
@@ -368,7 +368,7 @@ async fn list_keys(
 /// Create a personal API key. The answer shows the key once; only its hash is kept.
 #[utoipa::path(post, path = "/api/auth/keys", tag = "api keys", security(("bearer" = [])),
     request_body = CreateApiKeyRequest, responses(
-    (status = 201, body = CreatedApiKey),
+    (status = 201, description = "Created; `key` is shown this once.", body = CreatedApiKey),
     (status = 403, description = "`access_token_required`: keys are managed with an access token.",
         body = Problem, content_type = "application/problem+json"),
     (status = 422, description = "`validation_failed` (`invalid_length` on `name`, `out_of_range` on \
@@ -404,7 +404,7 @@ async fn delete_key(
 // ---- tokens ----
 
 /// The public keys that verify access tokens (RFC 7517; Ed25519 keys per RFC 8037).
-#[utoipa::path(get, path = "/api/auth/.well-known/jwks.json", tag = "tokens", responses((status = 200, body = Jwks)))]
+#[utoipa::path(get, path = "/api/auth/.well-known/jwks.json", tag = "tokens", responses((status = 200, description = "Every signing key.", body = Jwks)))]
 async fn jwks(State(s): State<AppState>) -> Json<Jwks> {
     Json(s.service.jwks())
 }

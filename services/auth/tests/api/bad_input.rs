@@ -79,7 +79,11 @@ async fn the_openapi_document_describes_every_route() {
     assert_eq!(documented, expected.len(), "{:?}", paths.keys().collect::<Vec<_>>());
     for (path, method) in expected {
         let op = &doc["paths"][path][method];
-        assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()), "{method} {path}");
+        let responses = op["responses"].as_object().unwrap();
+        assert!(!responses.is_empty(), "{method} {path}");
+        for (status, response) in responses {
+            assert!(response["description"].as_str().is_some_and(|d| !d.is_empty()), "{method} {path} {status}");
+        }
         // Each documented route is really served (a 404 `route` problem would mean it is not).
         let concrete = path.replace("{id}", &uuid::Uuid::nil().to_string()).replace("{role}", "User");
         let res = app.send(app.request(method.parse().unwrap(), &concrete)).await;
