@@ -276,11 +276,13 @@ impl AuthService {
         let hash = secrets::digest(refresh_token.ok_or(AuthError::InvalidRefreshToken)?);
         let now = Timestamp::now();
         let current = self.store.session(&hash).await?.ok_or(AuthError::InvalidRefreshToken)?;
-        if current.revoked_at.is_some() {
-            return Err(AuthError::InvalidRefreshToken);
-        }
+        // A used token is reported as reused even once its family is revoked, so that every
+        // replay gets the same answer.
         if current.used_at.is_some() {
             return self.reused(current.family_id, now).await;
+        }
+        if current.revoked_at.is_some() {
+            return Err(AuthError::InvalidRefreshToken);
         }
         if current.expires_at <= now {
             return Err(AuthError::RefreshTokenExpired);
