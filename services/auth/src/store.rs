@@ -29,7 +29,8 @@ macro_rules! select_user {
 
 const USER_ROLES: &str = "SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role";
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// Not `Debug`: it holds the password hash, which has no business in a log.
+#[derive(sqlx::FromRow)]
 pub struct UserRecord {
     pub id: Uuid,
     pub username: String,
@@ -440,32 +441,30 @@ impl Store {
 
     /// Revokes every refresh token of the user and kills their access tokens; returns the new
     /// token version.
-    pub async fn end_all_sessions(&self, user_id: Uuid, now: Timestamp) -> Result<i64, AuthError> {
-        let version = with_db!(&self.db, |pool| {
+    pub async fn end_all_sessions(&self, user_id: Uuid, now: Timestamp) -> Result<(), AuthError> {
+        with_db!(&self.db, |pool| {
             let mut tx = pool.begin_write().await?;
             tx.revoke_sessions(user_id, now).await?;
             let version = tx.bump_token_version(user_id, now).await?;
             self.outbox.enqueue(&mut tx, &user_updated(user_id, version)).await?;
             tx.commit().await?;
-            version
         });
-        Ok(version)
+        Ok(())
     }
 
     // ---- passwords ----
 
     /// Sets a new password, ending every existing session, and opens `session` under it.
-    pub async fn change_password(&self, hash: &str, session: &NewSession) -> Result<i64, AuthError> {
+    pub async fn change_password(&self, hash: &str, session: &NewSession) -> Result<(), AuthError> {
         let user_id = session.user_id;
-        let version = with_db!(&self.db, |pool| {
+        with_db!(&self.db, |pool| {
             let mut tx = pool.begin_write().await?;
             let version = tx.replace_password(user_id, hash, session.created_at).await?;
             tx.insert_session(session).await?;
             self.outbox.enqueue(&mut tx, &user_updated(user_id, version)).await?;
             tx.commit().await?;
-            version
         });
-        Ok(version)
+        Ok(())
     }
 
     pub async fn create_reset_token(
