@@ -210,6 +210,33 @@ impl<T: Serialize> IntoResponse for Json<T> {
     }
 }
 
+/// Largest body [`OptionalJson`] reads (it buffers to tell "no body" from a body).
+const OPTIONAL_BODY_LIMIT: usize = 64 * 1024;
+
+/// A JSON body that may be absent altogether (no bytes); a present body gets [`Json`]'s checks.
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T, S> FromRequest<S> for OptionalJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+        let (parts, body) = req.into_parts();
+        let bytes = axum::body::to_bytes(body, OPTIONAL_BODY_LIMIT).await.map_err(|_| {
+            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+        })?;
+        if bytes.is_empty() {
+            return Ok(OptionalJson(None));
+        }
+        let Json(value) =
+            Json::<T>::from_request(Request::from_parts(parts, axum::body::Body::from(bytes)), state).await?;
+        Ok(OptionalJson(Some(value)))
+    }
+}
+
 fn json_problem(rejection: JsonRejection) -> Problem {
     match rejection {
         JsonRejection::MissingJsonContentType(_) => Problem::new(

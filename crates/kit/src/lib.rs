@@ -1,5 +1,6 @@
 //! Shared plumbing for OllamaNet services.
 
+pub mod api;
 pub mod authn;
 pub mod bus;
 pub mod cache;

@@ -92,24 +92,13 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// Creates the service's outbox table (`<service>_outbox`) if it does not exist.
-    pub async fn new(db: Db, service: &str, bus: Bus) -> Result<Self, sqlx::Error> {
-        let table: Arc<str> = format!("{service}_outbox").into();
-        let (id, payload, ts) = match db {
-            Db::Postgres(_) => ("UUID", "BYTEA", "TIMESTAMPTZ"),
-            Db::Sqlite(_) => ("BLOB", "BLOB", "INTEGER"),
-        };
-        let ddl = format!(
-            "CREATE TABLE IF NOT EXISTS {table} (id {id} PRIMARY KEY, exchange TEXT NOT NULL, routing_key TEXT NOT NULL, \
-             message_id TEXT NOT NULL, payload {payload} NOT NULL, created_at {ts} NOT NULL, available_at {ts} NOT NULL, \
-             attempts INTEGER NOT NULL)"
-        );
-        let index = format!("CREATE INDEX IF NOT EXISTS {table}_available ON {table} (available_at)");
-        with_db!(&db, |pool| {
-            sqlx::query(AssertSqlSafe(ddl)).execute(pool).await?;
-            sqlx::query(AssertSqlSafe(index)).execute(pool).await?;
-        });
-        Ok(Self { db, table, bus, wake: Arc::new(Notify::new()) })
+    /// The outbox of `service`: the table `<service>_outbox`, which the service's migrations
+    /// create (migrations run under a lock; `CREATE TABLE IF NOT EXISTS` from several instances
+    /// starting at once can fail on Postgres). Its columns: `id` (UUID/BLOB primary key),
+    /// `exchange`, `routing_key`, `message_id` (TEXT), `payload` (BYTEA/BLOB), `created_at`,
+    /// `available_at` ([`Timestamp`]), `attempts` (INTEGER), and an index on `available_at`.
+    pub fn new(db: Db, service: &str, bus: Bus) -> Self {
+        Self { db, table: format!("{service}_outbox").into(), bus, wake: Arc::new(Notify::new()) }
     }
 
     pub fn table(&self) -> &str {

@@ -2,16 +2,16 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::extract::{FromRef, FromRequest, FromRequestParts, Request, State};
+use axum::extract::{FromRef, FromRequestParts, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use kit::Problem;
+use kit::api::{BodyErrors, CredentialErrors, Page, PageQuery};
 use kit::authn::{Admin, Authenticator, CurrentUser, Introspection};
-use kit::http::{Json, Path, Query};
+use kit::http::{Json, OptionalJson, Path, Query};
 use kit::tokens::Jwks;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{IntoResponses, Modify, OpenApi};
+use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -24,7 +24,6 @@ pub const REFRESH_COOKIE: &str = "ollamanet_refresh";
 /// The refresh cookie goes only to the auth endpoints, never to the rest of the API.
 const REFRESH_COOKIE_PATH: &str = "/api/auth";
 /// Bodies of the endpoints that take an optional body are small; refuse anything bigger unread.
-const OPTIONAL_BODY_LIMIT: usize = 16 * 1024;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -36,29 +35,6 @@ pub struct AppState {
 impl FromRef<AppState> for Arc<Authenticator> {
     fn from_ref(state: &AppState) -> Self {
         state.authn.clone()
-    }
-}
-
-/// A JSON body that may be absent altogether (no bytes); present bodies get [`Json`]'s checks.
-pub struct OptionalJson<T>(pub Option<T>);
-
-impl<T, S> FromRequest<S> for OptionalJson<T>
-where
-    T: serde::de::DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = Problem;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
-        let (parts, body) = req.into_parts();
-        let bytes = axum::body::to_bytes(body, OPTIONAL_BODY_LIMIT).await.map_err(|_| {
-            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
-        })?;
-        if bytes.is_empty() {
-            return Ok(OptionalJson(None));
-        }
-        let Json(value) = Json::<T>::from_request(Request::from_parts(parts, Body::from(bytes)), state).await?;
-        Ok(OptionalJson(Some(value)))
     }
 }
 
@@ -89,36 +65,6 @@ fn token_reply(status: StatusCode, tokens: TokenResponse, secure: bool) -> Respo
     let cookie = refresh_cookie(&tokens.refresh_token, tokens.refresh_expires_in, secure);
     let no_store = HeaderValue::from_static("no-store");
     (status, [(header::SET_COOKIE, cookie), (header::CACHE_CONTROL, no_store)], Json(tokens)).into_response()
-}
-
-// ---- shared OpenAPI error responses ----
-
-/// Errors of every route that takes a JSON body.
-#[derive(IntoResponses)]
-#[expect(dead_code, reason = "documents responses only; the errors come from `kit::http::Json`")]
-enum BodyErrors {
-    /// `malformed_json`: the body is not JSON.
-    #[response(status = 400, content_type = "application/problem+json")]
-    Malformed(Problem),
-    /// `payload_too_large`.
-    #[response(status = 413, content_type = "application/problem+json")]
-    TooLarge(Problem),
-    /// `unsupported_media_type`: the body is not sent as `application/json`.
-    #[response(status = 415, content_type = "application/problem+json")]
-    UnsupportedMediaType(Problem),
-}
-
-/// Errors of every route that needs a bearer credential.
-#[derive(IntoResponses)]
-#[expect(dead_code, reason = "documents responses only; the errors come from `kit::authn::CurrentUser`")]
-enum CredentialErrors {
-    /// `unauthenticated` (no credential), `invalid_token`, `token_expired`, `token_revoked` (the
-    /// user's token version moved on), `invalid_api_key`, `account_disabled`.
-    #[response(status = 401, content_type = "application/problem+json")]
-    Unauthorized(Problem),
-    /// `database_unavailable`: retry after `Retry-After`.
-    #[response(status = 503, content_type = "application/problem+json")]
-    Unavailable(Problem),
 }
 
 // ---- accounts ----

@@ -95,7 +95,7 @@ async fn open(
 ) -> Result<(Arc<service::AuthService>, store::Store), AuthError> {
     config.validate()?;
     let db = platform.database(NAME, &MIGRATIONS).await?;
-    let outbox = Outbox::new(db.clone(), NAME, platform.bus.clone()).await?;
+    let outbox = Outbox::new(db.clone(), NAME, platform.bus.clone());
     let store = store::Store::new(db, outbox);
     let signer = signing::Signer::load_or_create(&store, &platform.config.tokens, config.access_token_ttl).await?;
     let service = service::AuthService::new(store.clone(), signer, mailer, platform.cache.clone(), config.clone());

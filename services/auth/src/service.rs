@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kit::Timestamp;
+use kit::api::{Page, PageQuery};
 use kit::authn::{API_KEY_PREFIX, CredentialKind, Identity, Introspection};
 use kit::cache::Cache;
 use kit::tokens::Jwks;
@@ -19,8 +20,6 @@ use crate::secrets::{self, REFRESH_TOKEN_PREFIX, RESET_TOKEN_PREFIX};
 use crate::signing::Signer;
 use crate::store::{NewApiKey, NewSession, NewUserRecord, RoleChange, Store, UserRecord};
 
-const DEFAULT_PAGE: u32 = 50;
-const MAX_PAGE: u32 = 100;
 const API_KEY_NAME_MAX: usize = 64;
 const API_KEY_MAX_DAYS: u32 = 3650;
 /// Characters of an API key kept in clear to recognise it: the prefix and 8 of its 43 random
@@ -65,8 +64,11 @@ fn check_usable(user: &UserRecord, now: Timestamp) -> Result<(), AuthError> {
     Ok(())
 }
 
-fn is_usable(user: &UserRecord, now: Timestamp) -> bool {
-    user.deleted_at.is_none() && check_usable(user, now).is_ok()
+/// Whether existing credentials keep working. A lockout from failed sign-ins is not checked: it
+/// stops new sign-ins and refreshes, but if it ended live sessions anyone who knows a username
+/// could log its owner out by guessing wrong passwords.
+fn credentials_honoured(user: &UserRecord) -> bool {
+    user.deleted_at.is_none() && user.is_active
 }
 
 fn normalize_email(email: &str) -> String {
@@ -78,18 +80,6 @@ fn require_access_token(identity: &Identity) -> Result<(), AuthError> {
         CredentialKind::AccessToken => Ok(()),
         CredentialKind::ApiKey => Err(AuthError::AccessTokenRequired),
     }
-}
-
-fn page_limit(query: &PageQuery) -> i64 {
-    i64::from(query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE))
-}
-
-/// Cuts the one extra row fetched to learn whether another page follows.
-fn into_page<R, T: From<R>>(mut rows: Vec<R>, limit: i64, cursor: impl Fn(&R) -> String) -> Page<T> {
-    let more = rows.len() as i64 > limit;
-    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-    let next_cursor = if more { rows.last().map(cursor) } else { None };
-    Page { items: rows.into_iter().map(T::from).collect(), next_cursor }
 }
 
 impl AuthService {
@@ -200,7 +190,6 @@ impl AuthService {
         let lock_until = now + span(self.config.lockout_duration);
         if self.store.record_login_failure(user.id, self.config.lockout_threshold, lock_until).await? {
             tracing::warn!(user_id = %user.id, "account locked after repeated failed logins");
-            self.access_changed(user.id).await;
         }
         Err(mismatch)
     }
@@ -417,23 +406,23 @@ impl AuthService {
     }
 
     pub async fn roles(&self, query: &PageQuery) -> Result<Page<RoleView>, AuthError> {
-        let limit = page_limit(query);
+        let limit = query.limit();
         let rows = self.store.roles(query.cursor.as_deref(), limit + 1).await?;
-        Ok(into_page(rows, limit, |r| r.name.clone()))
+        Ok(Page::from_rows(rows, limit, |r| r.name.clone()))
     }
 
     // ---- API keys ----
 
     pub async fn api_keys(&self, identity: &Identity, query: &PageQuery) -> Result<Page<ApiKeyView>, AuthError> {
         require_access_token(identity)?;
-        let limit = page_limit(query);
+        let limit = query.limit();
         let after = match query.cursor.as_deref().map(Uuid::parse_str) {
             None => None,
             Some(Ok(id)) => Some(id),
             Some(Err(_)) => return Err(AuthError::field("cursor", "invalid_cursor", "is not a cursor of this list")),
         };
         let rows = self.store.api_keys(identity.user_id, after, limit + 1).await?;
-        Ok(into_page(rows, limit, |k| k.id.to_string()))
+        Ok(Page::from_rows(rows, limit, |k| k.id.to_string()))
     }
 
     pub async fn create_api_key(
@@ -514,7 +503,7 @@ impl AuthService {
         };
         let Some(user) = self.store.user(user_id).await? else { return Ok(None) };
         Ok(Some(Introspection {
-            active: is_usable(&user, now),
+            active: credentials_honoured(&user),
             identity: Identity {
                 user_id: user.id,
                 email: user.email,

@@ -1,7 +1,5 @@
--- The outbox table that kit::outbox::Outbox::new would create, created here instead: migrations
--- run under a lock, while concurrent `CREATE ... IF NOT EXISTS` at start-up of several instances
--- can fail on Postgres.
-CREATE TABLE IF NOT EXISTS auth_outbox (
+-- The transactional outbox (kit::outbox): events written with the changes they describe.
+CREATE TABLE auth_outbox (
     id            UUID PRIMARY KEY,
     exchange      TEXT NOT NULL,
     routing_key   TEXT NOT NULL,
@@ -11,4 +9,4 @@ CREATE TABLE IF NOT EXISTS auth_outbox (
     available_at  TIMESTAMPTZ NOT NULL,
     attempts      INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS auth_outbox_available ON auth_outbox (available_at);
+CREATE INDEX auth_outbox_available ON auth_outbox (available_at);

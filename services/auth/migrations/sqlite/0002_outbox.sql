@@ -1,6 +1,5 @@
--- The outbox table that kit::outbox::Outbox::new would create, created here so that both
--- backends get it from migrations (see the Postgres migration for why).
-CREATE TABLE IF NOT EXISTS auth_outbox (
+-- The transactional outbox (kit::outbox): events written with the changes they describe.
+CREATE TABLE auth_outbox (
     id            BLOB PRIMARY KEY,
     exchange      TEXT NOT NULL,
     routing_key   TEXT NOT NULL,
@@ -10,4 +9,4 @@ CREATE TABLE IF NOT EXISTS auth_outbox (
     available_at  INTEGER NOT NULL,
     attempts      INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS auth_outbox_available ON auth_outbox (available_at);
+CREATE INDEX auth_outbox_available ON auth_outbox (available_at);
