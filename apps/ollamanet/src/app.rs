@@ -12,6 +12,7 @@ use kit::authn::{Authenticator, ForgetChangedUsers, RemoteIdentitySource};
 use kit::bus::{EVENTS_EXCHANGE, Subscription};
 use kit::config::Platform;
 use kit::http::{Dependency, Readiness};
+use kit::registry::{self, Heartbeat, Registry};
 use kit::service::{ServiceContext, ServiceHandle};
 use kit::upstream::Upstream;
 use tokio::net::TcpListener;
@@ -65,6 +66,8 @@ pub struct App {
     pub shutdown: CancellationToken,
     services: Vec<Service>,
     handles: Vec<ServiceHandle>,
+    /// Heartbeat tasks; each says goodbye on shutdown, before the bus closes.
+    announcers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl App {
@@ -82,6 +85,19 @@ impl App {
             tracing::warn!("RabbitMQ is not reachable yet; starting without it");
         }
 
+        // With a shared bus, instances find each other through their heartbeats.
+        let registry = match config.infra.amqp_url {
+            Some(_) => Some(Registry::listen(&platform.bus).await),
+            None => None,
+        };
+        let remote = |name: &str| -> anyhow::Result<Option<Upstream>> {
+            match (config.upstreams.get(name).filter(|u| !u.0.is_empty()), &registry) {
+                (Some(urls), _) => Ok(Some(Upstream::http(&urls.0).with_context(|| format!("upstreams.{name}"))?)),
+                (None, Some(registry)) => Ok(Some(Upstream::discovered(registry.clone(), name))),
+                (None, None) => Ok(None),
+            }
+        };
+
         let mut handles = Vec::new();
         let authn = if services.contains(&Service::Auth) {
             let auth = match hooks.mailer {
@@ -94,13 +110,13 @@ impl App {
             handles.push(auth.handle);
             auth.authenticator
         } else {
-            let urls = config.upstreams.get("auth").map(|u| u.0.clone()).unwrap_or_default();
-            if urls.is_empty() {
+            let Some(upstream) = remote("auth")? else {
                 bail!(
-                    "the auth service is not in this process: set upstreams.auth (OLLAMANET_UPSTREAMS__AUTH) to its URL"
+                    "the auth service is not in this process: set upstreams.auth (OLLAMANET_UPSTREAMS__AUTH) to its \
+                     URL, or AMQP_URL so that it is discovered"
                 );
-            }
-            let source = RemoteIdentitySource(Upstream::http(&urls).context("upstreams.auth")?);
+            };
+            let source = RemoteIdentitySource(upstream);
             Arc::new(Authenticator::new(
                 Arc::new(source),
                 platform.cache.clone(),
@@ -110,10 +126,13 @@ impl App {
             ))
         };
         // Processes whose cache is private learn about revoked tokens from the bus.
-        platform.bus.subscribe(
-            Subscription::broadcast(EVENTS_EXCHANGE, "authn", &["user.updated", "user.deleted"]),
-            Arc::new(ForgetChangedUsers(authn.clone())),
-        );
+        platform
+            .bus
+            .subscribe(
+                Subscription::broadcast(EVENTS_EXCHANGE, "authn", &["user.updated", "user.deleted"]),
+                Arc::new(ForgetChangedUsers(authn.clone())),
+            )
+            .await;
         let ctx = ServiceContext { platform: platform.clone(), authn, shutdown: shutdown.clone() };
 
         let mut readiness = Readiness::default()
@@ -123,13 +142,32 @@ impl App {
             readiness.extend(&h.readiness);
         }
 
+        let mut announcers = Vec::new();
+        if let Some(url) = &config.advertise_url {
+            for h in &handles {
+                let hb = Heartbeat {
+                    name: h.name.to_owned(),
+                    instance_id: platform.instance_id.clone(),
+                    base_url: url.clone(),
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                    capabilities: Vec::new(),
+                    leaving: false,
+                };
+                announcers.push(registry::announce(platform.bus.clone(), hb, shutdown.clone()).await);
+            }
+        }
+
         let router = if services.contains(&Service::Gateway) {
             let mut upstreams: HashMap<String, Upstream> =
                 handles.iter().map(|h| (h.name.to_owned(), Upstream::in_process(h.router.clone()))).collect();
-            for (name, urls) in &config.upstreams {
-                if !upstreams.contains_key(name) && !urls.0.is_empty() {
-                    upstreams
-                        .insert(name.clone(), Upstream::http(&urls.0).with_context(|| format!("upstreams.{name}"))?);
+            let table = ollamanet_gateway::load_table(&config.gateway)?;
+            let named: std::collections::BTreeSet<String> =
+                config.upstreams.keys().cloned().chain(table.services.iter().cloned()).collect();
+            for name in named {
+                if !upstreams.contains_key(&name)
+                    && let Some(upstream) = remote(&name)?
+                {
+                    upstreams.insert(name, upstream);
                 }
             }
             let docs = handles.iter().map(|h| h.openapi.clone()).collect();
@@ -150,7 +188,7 @@ impl App {
                 .merge(kit::http::ops_routes(name, readiness))
                 .route("/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
         };
-        Ok(App { router, platform, shutdown, services, handles })
+        Ok(App { router, platform, shutdown, services, handles, announcers })
     }
 
     pub fn services(&self) -> &[Service] {
@@ -162,6 +200,8 @@ impl App {
     pub async fn serve(self, listener: TcpListener, opts: kit::server::ServeOptions) {
         kit::server::serve(listener, self.router, self.shutdown.clone(), opts).await;
         self.shutdown.cancel();
+        let goodbyes = futures::future::join_all(self.announcers);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), goodbyes).await;
         self.platform.bus.close().await;
         drop(self.handles);
     }

@@ -90,12 +90,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let overrides = Overrides { listen: args.listen.clone(), data_dir: args.common.data_dir.clone() };
-            let config = config::load(cli.config.as_deref(), &overrides)?;
+            let mut config = config::load(cli.config.as_deref(), &overrides)?;
             kit::telemetry::init_logging(config.infra.log.format, &config.infra.log.level);
             let services = if args.only.is_empty() { Service::ALL.to_vec() } else { args.only };
             let listener =
                 TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
             let addr = listener.local_addr()?;
+            if config.advertise_url.is_none() && !addr.ip().is_unspecified() {
+                config.advertise_url = Some(format!("http://{addr}"));
+            }
             let app = App::build(&config, &services, Hooks::default()).await?;
             kit::server::shutdown_on_signals(app.shutdown.clone());
             let names: Vec<_> = app.services().iter().map(|s| s.name()).collect();

@@ -20,6 +20,10 @@ pub const DEFAULT_FILE: &str = "ollamanet.toml";
 pub struct AppConfig {
     /// Address the process listens on.
     pub listen: String,
+    /// The URL other processes reach this one at, announced on the bus so that gateways and
+    /// services find it without `[upstreams]`. Default: `http://<listen address>` unless that is
+    /// a wildcard address (0.0.0.0, ::).
+    pub advertise_url: Option<String>,
     #[serde(flatten)]
     pub infra: InfraConfig,
     /// Where services that do not run in this process are reached: `auth = ["http://10.0.0.2:8081"]`.
@@ -32,6 +36,7 @@ impl Default for AppConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
+            advertise_url: None,
             infra: InfraConfig::default(),
             upstreams: BTreeMap::new(),
             auth: AuthConfig::default(),

@@ -10,6 +10,7 @@ pub mod http;
 pub mod outbox;
 pub mod problem;
 pub mod ratelimit;
+pub mod registry;
 pub mod request_id;
 pub mod resilience;
 pub mod server;

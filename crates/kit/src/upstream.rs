@@ -1,8 +1,9 @@
 //! Calling another service: in-process (its router, no network hop) in all-in-one mode, or over
 //! HTTP to one of its instances in split mode. Callers cannot tell the difference.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -19,6 +20,7 @@ use serde::de::DeserializeOwned;
 use tower::ServiceExt;
 
 use crate::problem::Problem;
+use crate::registry::Registry;
 use crate::resilience::CircuitBreaker;
 
 #[derive(Debug, thiserror::Error)]
@@ -64,9 +66,20 @@ enum Inner {
 }
 
 struct HttpPool {
-    targets: Vec<Target>,
+    source: Source,
     next: AtomicUsize,
     client: Client<HttpConnector, Body>,
+}
+
+/// Where the instances come from.
+enum Source {
+    Static(Vec<Arc<Target>>),
+    /// The instances the registry has heard from; a target (and its breaker) is kept per URL.
+    Registry {
+        registry: Arc<Registry>,
+        service: String,
+        known: Mutex<HashMap<String, Arc<Target>>>,
+    },
 }
 
 struct Target {
@@ -74,6 +87,18 @@ struct Target {
     scheme: Scheme,
     authority: Authority,
     breaker: CircuitBreaker,
+}
+
+impl Target {
+    fn parse(url: &str) -> Result<Self, UpstreamError> {
+        let uri: Uri = url.parse().map_err(|_| UpstreamError::InvalidUrl(url.to_owned()))?;
+        let scheme = uri.scheme().cloned().ok_or_else(|| UpstreamError::InvalidUrl(url.to_owned()))?;
+        if scheme != Scheme::HTTP {
+            return Err(UpstreamError::InvalidUrl(format!("{url} (only http:// upstreams are supported)")));
+        }
+        let authority = uri.authority().cloned().ok_or_else(|| UpstreamError::InvalidUrl(url.to_owned()))?;
+        Ok(Target { url: url.to_owned(), scheme, authority, breaker: CircuitBreaker::new(5, Duration::from_secs(5)) })
+    }
 }
 
 /// The HTTP client every outbound call shares: keep-alive pool, no Nagle, bounded connect time.
@@ -95,45 +120,30 @@ impl Upstream {
 
     /// Instances reached over HTTP, balanced round-robin, skipping those whose breaker is open.
     pub fn http(urls: &[String]) -> Result<Self, UpstreamError> {
-        let targets = urls
-            .iter()
-            .map(|u| {
-                let uri: Uri = u.parse().map_err(|_| UpstreamError::InvalidUrl(u.clone()))?;
-                let scheme = uri.scheme().cloned().ok_or_else(|| UpstreamError::InvalidUrl(u.clone()))?;
-                if scheme != Scheme::HTTP {
-                    return Err(UpstreamError::InvalidUrl(format!("{u} (only http:// upstreams are supported)")));
-                }
-                let authority = uri.authority().cloned().ok_or_else(|| UpstreamError::InvalidUrl(u.clone()))?;
-                Ok(Target {
-                    url: u.clone(),
-                    scheme,
-                    authority,
-                    breaker: CircuitBreaker::new(5, Duration::from_secs(5)),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let targets = urls.iter().map(|u| Target::parse(u).map(Arc::new)).collect::<Result<Vec<_>, _>>()?;
         if targets.is_empty() {
             return Err(UpstreamError::NoInstance);
         }
-        Ok(Self {
+        Ok(Self::pool(Source::Static(targets)))
+    }
+
+    /// The instances of `service` that announce themselves to `registry`.
+    pub fn discovered(registry: Arc<Registry>, service: &str) -> Self {
+        Self::pool(Source::Registry { registry, service: service.to_owned(), known: Mutex::default() })
+    }
+
+    fn pool(source: Source) -> Self {
+        Self {
             inner: Arc::new(Inner::Http(Box::new(HttpPool {
-                targets,
+                source,
                 next: AtomicUsize::new(0),
                 client: http_client(),
             }))),
-        })
+        }
     }
 
     pub fn is_in_process(&self) -> bool {
         matches!(&*self.inner, Inner::InProcess(_))
-    }
-
-    /// The instance URLs (empty in-process), for status pages.
-    pub fn urls(&self) -> Vec<String> {
-        match &*self.inner {
-            Inner::InProcess(_) => Vec::new(),
-            Inner::Http(p) => p.targets.iter().map(|t| t.url.clone()).collect(),
-        }
     }
 
     /// Sends the request (its URI's path and query are kept; scheme and host are the instance's).
@@ -153,19 +163,29 @@ impl Upstream {
         path: &str,
         body: Option<&B>,
     ) -> Result<(StatusCode, Bytes), UpstreamError> {
-        let mut builder = Request::builder().method(method).uri(path).header(header::ACCEPT, "application/json");
         let body = match body {
-            Some(b) => {
-                builder = builder.header(header::CONTENT_TYPE, "application/json");
-                Body::from(serde_json::to_vec(b).map_err(|e| UpstreamError::Failed(e.to_string()))?)
-            }
-            None => Body::empty(),
+            Some(b) => Some(Bytes::from(serde_json::to_vec(b).map_err(|e| UpstreamError::Failed(e.to_string()))?)),
+            None => None,
         };
-        if let Some(id) = crate::request_id::current().and_then(|id| HeaderValue::from_str(&id).ok()) {
-            builder = builder.header(crate::request_id::HEADER, id);
-        }
-        let req = builder.body(body).map_err(|e| UpstreamError::Failed(e.to_string()))?;
-        let res = self.call(req).await?;
+        // Built twice when needed: a request that failed to connect was never sent, so it can be
+        // sent to another instance whatever its method.
+        let build = || {
+            let mut builder =
+                Request::builder().method(method.clone()).uri(path).header(header::ACCEPT, "application/json");
+            if body.is_some() {
+                builder = builder.header(header::CONTENT_TYPE, "application/json");
+            }
+            if let Some(id) = crate::request_id::current().and_then(|id| HeaderValue::from_str(&id).ok()) {
+                builder = builder.header(crate::request_id::HEADER, id);
+            }
+            builder
+                .body(body.clone().map_or_else(Body::empty, Body::from))
+                .map_err(|e| UpstreamError::Failed(e.to_string()))
+        };
+        let res = match &*self.inner {
+            Inner::InProcess(_) => self.call(build()?).await?,
+            Inner::Http(pool) => pool.send_with_retry(build()?, Some(build()?)).await?,
+        };
         let status = res.status();
         let bytes = res.into_body().collect().await.map_err(|e| UpstreamError::Failed(e.to_string()))?.to_bytes();
         Ok((status, bytes))
@@ -182,26 +202,62 @@ impl Upstream {
 }
 
 impl HttpPool {
-    fn pick(&self, skip: Option<usize>) -> Option<usize> {
-        let n = self.targets.len();
+    /// The next instance round-robin whose breaker lets a call through, other than `skip`.
+    fn pick(&self, skip: Option<&Arc<Target>>) -> Option<Arc<Target>> {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..n).map(|i| (start + i) % n).find(|&i| Some(i) != skip && self.targets[i].breaker.allow())
+        let choose = |targets: &[Arc<Target>]| {
+            let n = targets.len();
+            (0..n)
+                .map(|i| &targets[(start + i) % n])
+                .find(|t| skip.is_none_or(|s| !Arc::ptr_eq(s, t)) && t.breaker.allow())
+                .cloned()
+        };
+        match &self.source {
+            Source::Static(targets) => choose(targets),
+            Source::Registry { registry, service, known } => {
+                let live = registry.live(service);
+                let targets: Vec<Arc<Target>> = {
+                    let mut known = known.lock().unwrap_or_else(|e| e.into_inner());
+                    known.retain(|url, _| live.contains(url));
+                    live.iter()
+                        .filter_map(|url| match known.get(url) {
+                            Some(t) => Some(t.clone()),
+                            None => {
+                                let t = Arc::new(Target::parse(url).ok()?);
+                                known.insert(url.clone(), t.clone());
+                                Some(t)
+                            }
+                        })
+                        .collect()
+                };
+                choose(&targets)
+            }
+        }
     }
 
     async fn call(&self, req: Request<Body>) -> Result<Response<Body>, UpstreamError> {
-        let retry_copy = bodiless_copy(&req);
+        let retry = bodiless_copy(&req);
+        self.send_with_retry(req, retry).await
+    }
+
+    /// Sends `req`; if it cannot connect, sends `retry` (the same request, when one could be
+    /// made) to another instance.
+    async fn send_with_retry(
+        &self,
+        req: Request<Body>,
+        retry: Option<Request<Body>>,
+    ) -> Result<Response<Body>, UpstreamError> {
         let first = self.pick(None).ok_or(UpstreamError::NoInstance)?;
-        match self.send(first, req).await {
-            Err(UpstreamError::Connect(e)) => match (retry_copy, self.pick(Some(first))) {
-                (Some(copy), Some(second)) => self.send(second, copy).await,
+        match self.send(&first, req).await {
+            Err(UpstreamError::Connect(e)) => match (retry, self.pick(Some(&first))) {
+                (Some(copy), Some(second)) => self.send(&second, copy).await,
                 _ => Err(UpstreamError::Connect(e)),
             },
             other => other,
         }
     }
 
-    async fn send(&self, i: usize, mut req: Request<Body>) -> Result<Response<Body>, UpstreamError> {
-        let target = &self.targets[i];
+    async fn send(&self, target: &Target, mut req: Request<Body>) -> Result<Response<Body>, UpstreamError> {
         let pq = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
         *req.uri_mut() = Uri::builder()
             .scheme(target.scheme.clone())

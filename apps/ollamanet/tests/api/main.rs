@@ -4,6 +4,7 @@
 mod authz;
 mod bad_input;
 mod cli;
+mod discovery;
 mod gateway;
 mod helpers;
 mod jwt;

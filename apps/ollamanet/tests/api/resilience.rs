@@ -135,10 +135,9 @@ async fn rabbitmq_down_queues_events_in_the_outbox_and_catches_up() {
     // A consumer on the real broker, as another service would be.
     let observer = kit::config::Platform::new(infra.config.clone(), "observer").unwrap();
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-    observer
-        .bus
-        .subscribe(Subscription::broadcast(EVENTS_EXCHANGE, "observer", &["user.#"]), Arc::new(Collect(seen.clone())));
     observer.bus.wait_connected().await;
+    let sub = Subscription::broadcast(EVENTS_EXCHANGE, "observer", &["user.#"]);
+    observer.bus.subscribe(sub, Arc::new(Collect(seen.clone()))).await;
     let d = Deployment::start_with(Mode::AllInOne, infra, config).await;
     eventually("the platform connecting to RabbitMQ", async || {
         ready_status(&d).await.1["checks"]["bus"]["status"] == "up"

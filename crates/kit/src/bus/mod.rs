@@ -142,11 +142,13 @@ impl Bus {
         self.publish(EVENTS_EXCHANGE, &event.kind, &event.id.to_string(), body.into()).await
     }
 
-    /// Registers a handler. With RabbitMQ the consumer is (re)started on every connection.
-    pub fn subscribe(&self, sub: Subscription, handler: Arc<dyn Handler>) {
+    /// Registers a handler. With RabbitMQ the consumer is (re)started on every connection; when
+    /// the broker is connected this returns once the queue is bound, so that messages published
+    /// afterwards reach the handler.
+    pub async fn subscribe(&self, sub: Subscription, handler: Arc<dyn Handler>) {
         match &*self.inner {
             Inner::Local(b) => b.subscribe(sub, handler),
-            Inner::Rabbit(b) => b.subscribe(sub, handler),
+            Inner::Rabbit(b) => b.subscribe(sub, handler).await,
         }
     }
 

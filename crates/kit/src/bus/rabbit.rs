@@ -37,7 +37,7 @@ struct Shared {
     /// The live connection and its publishing channel, when connected.
     live: Mutex<Option<Live>>,
     connected: watch::Sender<bool>,
-    subs: Mutex<Vec<(Subscription, Arc<dyn Handler>)>>,
+    subs: tokio::sync::Mutex<Vec<(Subscription, Arc<dyn Handler>)>>,
     shutdown: CancellationToken,
     closed: AtomicBool,
 }
@@ -59,7 +59,7 @@ impl RabbitBus {
             instance,
             live: Mutex::new(None),
             connected,
-            subs: Mutex::new(Vec::new()),
+            subs: tokio::sync::Mutex::new(Vec::new()),
             shutdown: CancellationToken::new(),
             closed: AtomicBool::new(false),
         });
@@ -125,17 +125,17 @@ impl RabbitBus {
         result
     }
 
-    pub(super) fn subscribe(&self, sub: Subscription, handler: Arc<dyn Handler>) {
-        self.shared.subs.lock().unwrap_or_else(|e| e.into_inner()).push((sub.clone(), handler.clone()));
+    /// Registers the subscription; when connected, returns once its queue is bound. The
+    /// supervisor holds the same lock while it (re)starts consumers, so none is missed or doubled.
+    pub(super) async fn subscribe(&self, sub: Subscription, handler: Arc<dyn Handler>) {
+        let mut subs = self.shared.subs.lock().await;
+        subs.push((sub.clone(), handler.clone()));
         let live = self.shared.live.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some(live) = live {
-            let shared = self.shared.clone();
-            tokio::spawn(async move {
-                if let Err(e) = start_consumer(&shared, &live, sub, handler).await {
-                    tracing::warn!(error = %e, "starting consumer failed; reconnecting");
-                    live.failed.notify_one();
-                }
-            });
+        if let Some(live) = live
+            && let Err(e) = start_consumer(&self.shared, &live, sub, handler).await
+        {
+            tracing::warn!(error = %e, "starting consumer failed; reconnecting");
+            live.failed.notify_one();
         }
     }
 }
@@ -164,8 +164,13 @@ async fn supervise(shared: Arc<Shared>) {
         match attempt {
             Ok(live) => {
                 delay = Duration::from_millis(250);
+                if let Err(e) = go_live(&shared, &live).await {
+                    tracing::warn!(error = %e, "starting consumers failed; reconnecting");
+                    let _ = live.conn.close(320, "reconnecting".into()).await;
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
                 tracing::info!(service = %shared.instance.service, "connected to RabbitMQ");
-                shared.set_live(Some(live.clone()));
                 let failed = live.failed.clone();
                 let mut events = live.conn.events_listener();
                 tokio::select! {
@@ -219,13 +224,18 @@ async fn connect(shared: &Arc<Shared>) -> Result<Live, lapin::Error> {
         )
         .await?;
 
-    let live =
-        Live { conn, publisher, declared: Arc::new(Mutex::new(HashSet::new())), failed: Arc::new(Notify::new()) };
-    let subs = shared.subs.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    for (sub, handler) in subs {
-        start_consumer(shared, &live, sub, handler).await?;
+    Ok(Live { conn, publisher, declared: Arc::new(Mutex::new(HashSet::new())), failed: Arc::new(Notify::new()) })
+}
+
+/// Starts every registered consumer on the new connection, then publishes it as live, all under
+/// the subscriptions lock so that a concurrent `subscribe` is neither missed nor started twice.
+async fn go_live(shared: &Arc<Shared>, live: &Live) -> Result<(), lapin::Error> {
+    let subs = shared.subs.lock().await;
+    for (sub, handler) in subs.iter() {
+        start_consumer(shared, live, sub.clone(), handler.clone()).await?;
     }
-    Ok(live)
+    shared.set_live(Some(live.clone()));
+    Ok(())
 }
 
 fn durable_exchange() -> ExchangeDeclareOptions {
