@@ -132,6 +132,9 @@ fn cors_layer(config: &GatewayConfig) -> Result<CorsLayer, GatewayError> {
     Ok(base.allow_origin(AllowOrigin::list(list)).allow_credentials(true))
 }
 
+/// How long a changed route file must stay unchanged before it is applied.
+const SETTLE: Duration = Duration::from_millis(50);
+
 /// Re-reads the route file when its content changes. A broken file is logged and ignored: the
 /// table in force stays until a valid one replaces it. Requests in flight keep the table they
 /// started with.
@@ -144,6 +147,12 @@ async fn watch_routes(gw: Arc<Gateway>, path: PathBuf, every: Duration, shutdown
         }
         let Ok(text) = tokio::fs::read_to_string(&path).await else { continue };
         if last.as_deref() == Some(text.as_str()) {
+            continue;
+        }
+        // A file caught half-written can parse and yet miss routes: apply it only once it has
+        // stopped changing.
+        tokio::time::sleep(SETTLE).await;
+        if tokio::fs::read_to_string(&path).await.ok().as_deref() != Some(text.as_str()) {
             continue;
         }
         match RouteTable::parse(&text) {
