@@ -17,6 +17,7 @@ use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use backon::Retryable;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
@@ -433,14 +434,18 @@ fn auth_unavailable(e: impl std::fmt::Display) -> Problem {
 
 #[async_trait]
 impl IdentitySource for RemoteIdentitySource {
+    // Both calls only read, so a failure (the auth service restarting, say) is retried with
+    // backoff before the caller sees a 503.
     async fn jwks(&self) -> Result<Jwks, Problem> {
-        self.0.get_json(JWKS_PATH).await.map_err(auth_unavailable)
+        (|| self.0.get_json(JWKS_PATH)).retry(crate::resilience::backoff(2)).await.map_err(auth_unavailable)
     }
 
     async fn introspect(&self, credential: &str) -> Result<Option<Introspection>, Problem> {
         let body = IntrospectRequest { token: credential.to_owned() };
-        let (status, bytes) =
-            self.0.json(http::Method::POST, INTROSPECT_PATH, Some(&body)).await.map_err(auth_unavailable)?;
+        let (status, bytes) = (|| self.0.json(http::Method::POST, INTROSPECT_PATH, Some(&body)))
+            .retry(crate::resilience::backoff(2))
+            .await
+            .map_err(auth_unavailable)?;
         match status.as_u16() {
             200 => serde_json::from_slice(&bytes).map(Some).map_err(auth_unavailable),
             401 => Ok(None),

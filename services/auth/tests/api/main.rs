@@ -11,4 +11,5 @@ mod password;
 mod refresh;
 mod register;
 mod roles;
+mod smtp;
 mod tokens;
