@@ -13,6 +13,7 @@ use kit::bus::{EVENTS_EXCHANGE, Subscription};
 use kit::config::Platform;
 use kit::http::{Dependency, Readiness};
 use kit::registry::{self, Heartbeat, Registry};
+use kit::server::HttpService;
 use kit::service::{ServiceContext, ServiceHandle};
 use kit::upstream::Upstream;
 use tokio::net::TcpListener;
@@ -61,7 +62,7 @@ pub struct Hooks {
 
 /// A composed process, ready to serve.
 pub struct App {
-    pub router: Router,
+    pub router: HttpService,
     pub platform: Platform,
     pub shutdown: CancellationToken,
     services: Vec<Service>,
@@ -171,9 +172,10 @@ impl App {
                 }
             }
             let docs = handles.iter().map(|h| h.openapi.clone()).collect();
-            let (gateway, _) =
-                ollamanet_gateway::start(&ctx, &config.gateway, upstreams, docs).context("starting the gateway")?;
-            kit::http::edge_layers(kit::http::ops_routes("gateway", readiness).merge(gateway))
+            let ops = kit::http::ops_routes("gateway", readiness);
+            let (gateway, _) = ollamanet_gateway::start(&ctx, &config.gateway, upstreams, docs, ops)
+                .context("starting the gateway")?;
+            gateway
         } else {
             // Without the gateway, the process serves its services' routes directly (split mode).
             let mut merged = utoipa::openapi::OpenApiBuilder::new().build();
@@ -184,9 +186,11 @@ impl App {
             }
             let name = services.first().map(|s| s.name()).unwrap_or("ollamanet");
             let doc = Arc::new(merged);
-            router
-                .merge(kit::http::ops_routes(name, readiness))
-                .route("/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
+            HttpService::new(
+                router
+                    .merge(kit::http::ops_routes(name, readiness))
+                    .route("/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) })),
+            )
         };
         Ok(App { router, platform, shutdown, services, handles, announcers })
     }

@@ -1,5 +1,10 @@
 use clap::Parser;
 
+/// mimalloc: the gateway allocates a little for every request it forwards; measured 6-9 % less
+/// CPU per request than glibc's allocator (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = ollamanet::cli::Cli::parse();

@@ -46,7 +46,26 @@ redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.floor((new
 return 0
 ";
 
-type LocalLimiters = HashMap<(String, Quota), Arc<DefaultKeyedRateLimiter<String>>>;
+/// What a limit is counted per: a client address or a user. Both fit in 128 bits, so counting
+/// costs no allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RateKey {
+    Ip(std::net::IpAddr),
+    User(uuid::Uuid),
+}
+
+impl RateKey {
+    fn bits(self) -> u128 {
+        match self {
+            RateKey::Ip(std::net::IpAddr::V4(v4)) => u128::from(v4.to_ipv6_mapped()),
+            RateKey::Ip(std::net::IpAddr::V6(v6)) => u128::from(v6),
+            RateKey::User(id) => id.as_u128(),
+        }
+    }
+}
+
+/// One local limiter per class, rebuilt if the class's quota changes (a config reload).
+type LocalLimiters = HashMap<String, (Quota, Arc<DefaultKeyedRateLimiter<u128>>)>;
 
 #[derive(Clone)]
 pub struct RateLimiter {
@@ -61,12 +80,12 @@ impl RateLimiter {
     }
 
     /// `Ok` if the request may proceed, else `Err(retry_after)`.
-    pub async fn check(&self, class: &str, quota: Quota, key: &str) -> Result<(), Duration> {
+    pub async fn check(&self, class: &str, quota: Quota, key: RateKey) -> Result<(), Duration> {
         if quota.per_minute == 0 {
             return Ok(());
         }
         if let Some(redis) = self.cache.redis_backend() {
-            let k = redis.key(&format!("rl:{class}:{key}"));
+            let k = redis.key(&format!("rl:{class}:{:x}", key.bits()));
             let script = self.script.clone();
             let burst = quota.burst.max(1);
             let res: Result<u64, _> = redis
@@ -83,25 +102,27 @@ impl RateLimiter {
         self.check_local(class, quota, key)
     }
 
-    fn check_local(&self, class: &str, quota: Quota, key: &str) -> Result<(), Duration> {
+    fn check_local(&self, class: &str, quota: Quota, key: RateKey) -> Result<(), Duration> {
         let limiter = self.local_limiter(class, quota);
-        limiter.check_key(&key.to_owned()).map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+        limiter.check_key(&key.bits()).map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
     }
 
-    fn local_limiter(&self, class: &str, quota: Quota) -> Arc<DefaultKeyedRateLimiter<String>> {
-        let id = (class.to_owned(), quota);
-        if let Some(l) = self.local.read().unwrap_or_else(|e| e.into_inner()).get(&id) {
+    fn local_limiter(&self, class: &str, quota: Quota) -> Arc<DefaultKeyedRateLimiter<u128>> {
+        if let Some((q, l)) = self.local.read().unwrap_or_else(|e| e.into_inner()).get(class)
+            && *q == quota
+        {
             return l.clone();
         }
         let per_minute = NonZeroU32::new(quota.per_minute.max(1)).expect("non-zero");
         let burst = NonZeroU32::new(quota.burst.max(1)).expect("non-zero");
         let limiter = Arc::new(DefaultKeyedRateLimiter::keyed(GovQuota::per_minute(per_minute).allow_burst(burst)));
-        self.local.write().unwrap_or_else(|e| e.into_inner()).entry(id).or_insert(limiter).clone()
+        self.local.write().unwrap_or_else(|e| e.into_inner()).insert(class.to_owned(), (quota, limiter.clone()));
+        limiter
     }
 
     /// Drops idle keys from the local limiters; call periodically.
     pub fn housekeeping(&self) {
-        for l in self.local.read().unwrap_or_else(|e| e.into_inner()).values() {
+        for (_, l) in self.local.read().unwrap_or_else(|e| e.into_inner()).values() {
             l.retain_recent();
             l.shrink_to_fit();
         }
@@ -116,11 +137,12 @@ mod tests {
     async fn local_limit_allows_the_burst_then_refuses_with_a_wait() {
         let rl = RateLimiter::new(Cache::memory(10));
         let q = Quota { per_minute: 60, burst: 3 };
+        let k = RateKey::Ip([10, 0, 0, 1].into());
         for _ in 0..3 {
-            assert!(rl.check("t", q, "k").await.is_ok());
+            assert!(rl.check("t", q, k).await.is_ok());
         }
-        let wait = rl.check("t", q, "k").await.unwrap_err();
+        let wait = rl.check("t", q, k).await.unwrap_err();
         assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1), "{wait:?}");
-        assert!(rl.check("t", q, "other").await.is_ok(), "keys are independent");
+        assert!(rl.check("t", q, RateKey::Ip([10, 0, 0, 2].into())).await.is_ok(), "keys are independent");
     }
 }

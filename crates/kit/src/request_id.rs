@@ -11,27 +11,50 @@ use tracing::Instrument;
 pub const HEADER: &str = "x-request-id";
 
 tokio::task_local! {
-    static REQUEST_ID: String;
+    static REQUEST_ID: HeaderValue;
 }
 
 /// The id of the request being handled by the current task, if any.
 pub fn current() -> Option<String> {
-    REQUEST_ID.try_with(|id| id.clone()).ok()
+    REQUEST_ID.try_with(|id| id.to_str().unwrap_or_default().to_owned()).ok()
 }
 
 /// Accepts a client-sent id only if it cannot smuggle anything into logs or headers.
-fn sane(v: &HeaderValue) -> Option<String> {
-    let s = v.to_str().ok()?;
-    let ok = !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
-    ok.then(|| s.to_owned())
+fn sane(v: &HeaderValue) -> bool {
+    let b = v.as_bytes();
+    !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
 }
 
-pub async fn middleware(mut req: Request, next: Next) -> Response {
-    let id = req.headers().get(HEADER).and_then(sane).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let value = HeaderValue::from_str(&id).expect("request ids are header-safe");
-    req.headers_mut().insert(HEADER, value.clone());
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
-    let mut res = REQUEST_ID.scope(id, next.run(req)).instrument(span).await;
-    res.headers_mut().insert(HEADER, value);
+fn fresh() -> HeaderValue {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let id = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(id).expect("a UUID is header-safe")
+}
+
+/// Runs `handle` for `req` with the request id in scope: set on the request, in the task-local
+/// that [`current`] reads, on the tracing span, and echoed on the response.
+pub async fn scope<F, Fut>(mut req: Request, handle: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
+    let id = match req.headers().get(HEADER) {
+        Some(v) if sane(v) => v.clone(),
+        _ => fresh(),
+    };
+    req.headers_mut().insert(HEADER, id.clone());
+    let span = tracing::info_span!(
+        "request",
+        request_id = id.to_str().unwrap_or_default(),
+        method = %req.method(),
+        path = %req.uri().path()
+    );
+    let mut res = REQUEST_ID.scope(id.clone(), handle(req)).instrument(span).await;
+    res.headers_mut().insert(HEADER, id);
     res
+}
+
+/// [`scope`] as an axum middleware.
+pub async fn middleware(req: Request, next: Next) -> Response {
+    scope(req, |req| next.run(req)).await
 }

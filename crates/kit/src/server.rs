@@ -2,10 +2,10 @@
 //! peer address for rate limiting, and graceful shutdown that lets in-flight requests (and
 //! streams) finish for a bounded time.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
@@ -14,7 +14,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
+use tower::{Service, ServiceExt};
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -30,8 +30,15 @@ impl Default for ServeOptions {
     }
 }
 
+/// Any HTTP service a process can serve: an axum `Router`, or a hand-built front service.
+pub type HttpService = tower::util::BoxCloneSyncService<http::Request<Body>, axum::response::Response, Infallible>;
+
 /// Serves `app` on `listener` until `shutdown` is cancelled, then drains.
-pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken, opts: ServeOptions) {
+pub async fn serve<S>(listener: TcpListener, app: S, shutdown: CancellationToken, opts: ServeOptions)
+where
+    S: Service<http::Request<Body>, Response = axum::response::Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(opts.header_read_timeout).max_buf_size(64 * 1024);
     builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);

@@ -236,7 +236,11 @@ impl HttpPool {
     }
 
     async fn call(&self, req: Request<Body>) -> Result<Response<Body>, UpstreamError> {
-        let retry = bodiless_copy(&req);
+        // Copying a request costs its headers; only worth it when another instance may exist.
+        let retry = match &self.source {
+            Source::Static(targets) if targets.len() < 2 => None,
+            _ => bodiless_copy(&req),
+        };
         self.send_with_retry(req, retry).await
     }
 

@@ -6,6 +6,8 @@
 mod body;
 pub mod config;
 mod docs;
+mod front;
+mod metrics;
 mod proxy;
 pub mod routes;
 
@@ -20,6 +22,7 @@ use axum::routing::get;
 use http::{HeaderName, HeaderValue, Method, header};
 use kit::authn::Authenticator;
 use kit::ratelimit::RateLimiter;
+use kit::server::HttpService;
 use kit::service::ServiceContext;
 use kit::upstream::Upstream;
 use tokio_util::sync::CancellationToken;
@@ -67,14 +70,16 @@ pub fn load_table(config: &GatewayConfig) -> Result<RouteTable, GatewayError> {
     }
 }
 
-/// Builds the gateway router. `upstreams` maps each service name to where it runs (in this
-/// process or elsewhere); `local_docs` are the OpenAPI documents of in-process services.
+/// Builds the gateway: the service a process serves when it runs the gateway. `upstreams` maps
+/// each service name to where it runs (in this process or elsewhere); `local_docs` are the OpenAPI
+/// documents of in-process services; `ops` are the process's `/health`, `/ready` and `/metrics`.
 pub fn start(
     ctx: &ServiceContext,
     config: &GatewayConfig,
     upstreams: HashMap<String, Upstream>,
     local_docs: Vec<OpenApi>,
-) -> Result<(Router, Arc<Gateway>), GatewayError> {
+    ops: Router,
+) -> Result<(HttpService, Arc<Gateway>), GatewayError> {
     let table = load_table(config)?;
     for service in &table.services {
         if !upstreams.contains_key(service) {
@@ -95,16 +100,16 @@ pub fn start(
     }
     tokio::spawn(limiter_housekeeping(gateway.limiter.clone(), ctx.shutdown.clone()));
 
-    let router = Router::new()
-        .route("/openapi.json", get(docs::openapi_json))
-        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::new(["/openapi.json"])))
-        .fallback(proxy::handle)
-        .with_state(gateway.clone())
-        .layer(cors);
-    Ok((router, gateway))
+    let openapi = Router::new().route("/openapi.json", get(docs::openapi_json)).with_state(gateway.clone());
+    let ops = ops
+        .merge(openapi)
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::new(["/openapi.json"])));
+    let front = front::Front::new(kit::http::edge_layers(ops), gateway.clone(), cors);
+    Ok((HttpService::new(front), gateway))
 }
 
-fn cors_layer(config: &GatewayConfig) -> Result<CorsLayer, GatewayError> {
+/// The CORS layer, or none when no origin is allowed (the default: same-origin only).
+fn cors_layer(config: &GatewayConfig) -> Result<Option<CorsLayer>, GatewayError> {
     let origins = &config.cors.allowed_origins;
     let base = CorsLayer::new()
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS])
@@ -118,18 +123,17 @@ fn cors_layer(config: &GatewayConfig) -> Result<CorsLayer, GatewayError> {
         .expose_headers([HeaderName::from_static("x-request-id"), header::RETRY_AFTER])
         .max_age(config.cors.max_age);
     if origins.is_empty() {
-        // Same-origin only: no CORS headers at all.
-        return Ok(base.allow_origin(AllowOrigin::list([])));
+        return Ok(None);
     }
     if origins.iter().any(|o| o == "*") {
         // Browsers refuse credentials with a wildcard, and so do we.
-        return Ok(base.allow_origin(AllowOrigin::any()));
+        return Ok(Some(base.allow_origin(AllowOrigin::any())));
     }
     let list = origins
         .iter()
         .map(|o| HeaderValue::from_str(o.trim_end_matches('/')).map_err(|_| GatewayError::CorsOrigin(o.clone())))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(base.allow_origin(AllowOrigin::list(list)).allow_credentials(true))
+    Ok(Some(base.allow_origin(AllowOrigin::list(list)).allow_credentials(true)))
 }
 
 /// How long a changed route file must stay unchanged before it is applied.

@@ -6,13 +6,13 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::response::{IntoResponse, Response};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{StatusCode, Uri};
 use kit::Problem;
 use kit::authn::{Identity, challenge, unauthenticated};
-use kit::ratelimit::Quota;
+use kit::ratelimit::{Quota, RateKey};
 
 use crate::Gateway;
 use crate::body::LimitedBody;
@@ -36,31 +36,27 @@ const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-pub async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+pub async fn handle(gw: Arc<Gateway>, req: Request) -> Response {
     let start = Instant::now();
-    let table = gw.table.load_full();
+    let table = gw.table.load();
     let (mut parts, body) = req.into_parts();
-    let path = parts.uri.path().to_owned();
-    if !is_clean(&path) {
+    // A clone of the URI shares its bytes: the path can be borrowed while the headers change.
+    let uri = parts.uri.clone();
+    let path = uri.path();
+    if !is_clean(path) {
         return Problem::bad_request("invalid_path", "the path contains empty, `.` or `..` segments").into_response();
     }
-    let (rule, upstream_path) = match table.lookup(&parts.method, &path) {
-        Lookup::Found(rule, params) => (rule.clone(), rule.upstream_path(&path, &params)),
+    let (rule, rewritten) = match table.lookup(&parts.method, path) {
+        Lookup::Found(rule, params) => (rule.clone(), rule.rewrite(&params)),
         Lookup::MethodNotAllowed(allowed) => return method_not_allowed(&allowed),
         Lookup::NotFound => return Problem::not_found("route").into_response(),
     };
 
     let response = match admit(&gw, &rule, &mut parts).await {
-        Ok(identity) => forward(&gw, &rule, parts, body, upstream_path, identity).await,
+        Ok(identity) => forward(&gw, &rule, parts, body, rewritten, identity).await,
         Err(res) => res,
     };
-    let labels = [
-        ("service", rule.service.clone()),
-        ("route", rule.path.clone()),
-        ("status", response.status().as_u16().to_string()),
-    ];
-    metrics::counter!("gateway_requests_total", &labels).increment(1);
-    metrics::histogram!("gateway_request_duration_seconds", &labels[..2]).record(start.elapsed().as_secs_f64());
+    rule.metrics.record(response.status(), start.elapsed());
     response
 }
 
@@ -77,7 +73,7 @@ async fn admit(gw: &Gateway, rule: &Rule, parts: &mut http::request::Parts) -> R
     parts.headers.remove(&USER_EMAIL);
     parts.headers.remove(&USER_ROLES);
 
-    let ip = client_ip(parts, &gw.config.trusted_proxies);
+    let ip = RateKey::Ip(client_ip(parts, &gw.config.trusted_proxies));
     let identity = match gw.authn.authenticate_headers(&parts.headers).await {
         Ok(identity) => identity,
         // On anonymous routes a bad credential is ignored (a stale token on the login page); the
@@ -87,19 +83,16 @@ async fn admit(gw: &Gateway, rule: &Rule, parts: &mut http::request::Parts) -> R
             let res = if problem.status == 401 { challenge(problem) } else { problem.into_response() };
             // Failed authentications count against the client's anonymous budget, so that guessing
             // tokens is rate-limited like any anonymous traffic.
-            return Err(limited(gw, "anonymous", gw.config.rate_limits.anonymous, &ip.to_string())
-                .await
-                .err()
-                .unwrap_or(res));
+            return Err(limited(gw, "anonymous", gw.config.rate_limits.anonymous, ip).await.err().unwrap_or(res));
         }
     };
     match &identity {
-        Some(id) => limited(gw, "user", gw.config.rate_limits.authenticated, &id.user_id.to_string()).await?,
-        None => limited(gw, "anonymous", gw.config.rate_limits.anonymous, &ip.to_string()).await?,
+        Some(id) => limited(gw, "user", gw.config.rate_limits.authenticated, RateKey::User(id.user_id)).await?,
+        None => limited(gw, "anonymous", gw.config.rate_limits.anonymous, ip).await?,
     }
     if let Some(class) = &rule.rate_limit {
         match gw.config.rate_limits.classes.get(class) {
-            Some(quota) => limited(gw, class, *quota, &ip.to_string()).await?,
+            Some(quota) => limited(gw, class, *quota, ip).await?,
             None => tracing::warn!(class, route = %rule.path, "route names an unknown rate-limit class"),
         }
     }
@@ -112,7 +105,7 @@ async fn admit(gw: &Gateway, rule: &Rule, parts: &mut http::request::Parts) -> R
     Ok(identity)
 }
 
-async fn limited(gw: &Gateway, class: &str, quota: Quota, key: &str) -> Result<(), Response> {
+async fn limited(gw: &Gateway, class: &str, quota: Quota, key: RateKey) -> Result<(), Response> {
     match gw.limiter.check(class, quota, key).await {
         Ok(()) => Ok(()),
         Err(wait) => {
@@ -127,7 +120,7 @@ async fn forward(
     rule: &Rule,
     mut parts: http::request::Parts,
     body: Body,
-    upstream_path: String,
+    rewritten: Option<String>,
     identity: Option<Identity>,
 ) -> Response {
     let Some(upstream) = gw.upstreams.get(&rule.service) else {
@@ -142,21 +135,31 @@ async fn forward(
         set_identity_headers(&mut parts.headers, id);
         parts.extensions.insert(id.clone());
     }
-    let pq = match parts.uri.query() {
-        Some(q) => format!("{upstream_path}?{q}"),
-        None => upstream_path,
-    };
-    parts.uri = match Uri::try_from(pq) {
-        Ok(uri) => uri,
-        Err(_) => return Problem::bad_request("invalid_path", "the request path cannot be forwarded").into_response(),
-    };
+    if let Some(path) = rewritten {
+        let pq = match parts.uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+        parts.uri = match Uri::try_from(pq) {
+            Ok(uri) => uri,
+            Err(_) => {
+                return Problem::bad_request("invalid_path", "the request path cannot be forwarded").into_response();
+            }
+        };
+    }
     let limit = rule.body_limit.unwrap_or(gw.config.body_limit);
-    let (body, exceeded) = LimitedBody::new(body, limit);
-    let req = http::Request::from_parts(parts, Body::new(body));
+    // A request without a body (most GETs) needs no counting.
+    let (body, exceeded) = if http_body::Body::size_hint(&body).exact() == Some(0) {
+        (body, None)
+    } else {
+        let (limited, exceeded) = LimitedBody::new(body, limit);
+        (Body::new(limited), Some(exceeded))
+    };
+    let req = http::Request::from_parts(parts, body);
 
     let timeout = rule.timeout.unwrap_or(gw.config.request_timeout);
     let result = tokio::time::timeout(timeout, upstream.call(req)).await;
-    if exceeded.load(Ordering::Relaxed) {
+    if exceeded.is_some_and(|e| e.load(Ordering::Relaxed)) {
         return too_large(limit);
     }
     match result {
@@ -226,6 +229,9 @@ pub fn client_ip(parts: &http::request::Parts, trusted: &[IpAddr]) -> IpAddr {
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if !HOP_BY_HOP.iter().any(|h| headers.contains_key(h)) {
+        return;
+    }
     // Headers named in `Connection` are hop-by-hop too.
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)

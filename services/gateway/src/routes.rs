@@ -20,6 +20,8 @@ use std::time::Duration;
 use http::Method;
 use serde::{Deserialize, Serialize};
 
+use crate::metrics::RouteMetrics;
+
 /// The table compiled into every build; a `routes_file` replaces it.
 pub const DEFAULT_ROUTES: &str = include_str!("default_routes.toml");
 
@@ -69,6 +71,7 @@ pub struct Rule {
     pub rate_limit: Option<String>,
     pub timeout: Option<Duration>,
     pub body_limit: Option<u64>,
+    pub metrics: RouteMetrics,
 }
 
 impl Rule {
@@ -82,12 +85,10 @@ impl Rule {
             || (method == Method::HEAD && self.methods.contains(&Method::GET))
     }
 
-    /// The upstream path for a matched request (parameters substituted, still percent-encoded).
-    pub fn upstream_path(&self, public_path: &str, params: &matchit::Params<'_, '_>) -> String {
-        match &self.upstream {
-            None => public_path.to_owned(),
-            Some(t) => t.render(params),
-        }
+    /// The upstream path for a matched request (parameters substituted, still percent-encoded),
+    /// or `None` when the route forwards its public path unchanged.
+    pub fn rewrite(&self, params: &matchit::Params<'_, '_>) -> Option<String> {
+        self.upstream.as_ref().map(|t| t.render(params))
     }
 }
 
@@ -194,6 +195,7 @@ impl RouteTable {
             }
             services.insert(spec.service.clone());
             let rule = Arc::new(Rule {
+                metrics: RouteMetrics::new(&spec.service, &spec.path),
                 path: spec.path.clone(),
                 methods,
                 service: spec.service,
@@ -319,7 +321,7 @@ mod tests {
             "#,
         );
         let Lookup::Found(rule, params) = t.lookup(&Method::GET, "/v1/explore/models/a%20b") else { panic!() };
-        assert_eq!(rule.upstream_path("/v1/explore/models/a%20b", &params), "/api/explore/models/a%20b");
+        assert_eq!(rule.rewrite(&params).as_deref(), Some("/api/explore/models/a%20b"));
     }
 
     #[test]
