@@ -72,12 +72,11 @@ if [[ $BUILD == 1 ]]; then
   (cd "$ROOT" && cargo build --release --quiet -p ollamanet)
 fi
 [[ -x $BIN ]] || die "$BIN does not exist (run with BUILD=1)"
-FLOOR_TARGET_DIR=${FLOOR_TARGET_DIR:-$ROOT/bench/gateway/floor/target}
-FLOOR_BIN=$FLOOR_TARGET_DIR/release/gateway-floor
+FLOOR_BIN=$ROOT/target/release/gateway-floor
 if [[ " $TARGETS " == *" floor "* ]]; then
   if [[ $BUILD == 1 ]]; then
     log "building the floor proxy (release)"
-    CARGO_TARGET_DIR=$FLOOR_TARGET_DIR cargo build --release --quiet --manifest-path "$ROOT/bench/gateway/floor/Cargo.toml"
+    cargo build --release --quiet -p gateway-floor
   fi
   [[ -x $FLOOR_BIN ]] || die "$FLOOR_BIN does not exist (run with BUILD=1)"
 fi
@@ -252,7 +251,7 @@ start_server gateway env -u DATABASE_URL -u REDIS_URL -u AMQP_URL -u RUST_LOG \
 # shellcheck disable=SC2154 # set by start_server
 GATEWAY_PID=$PID_gateway
 if [[ " $TARGETS " == *" floor "* ]]; then
-  start_server floor "$FLOOR_BIN" "127.0.0.1:$PORT_FLOOR" "127.0.0.1:$PORT_UPSTREAM"
+  start_server floor "$FLOOR_BIN" "127.0.0.1:$PORT_FLOOR" "http://127.0.0.1:$PORT_UPSTREAM"
   wait_http "http://127.0.0.1:$PORT_FLOOR/bench" || { cat "$WORK/floor.out" >&2; die "the floor proxy did not start"; }
 fi
 
