@@ -49,6 +49,9 @@ pub async fn handle(gw: Arc<Gateway>, req: Request) -> Response {
     let (rule, rewritten) = match table.lookup(&parts.method, path) {
         Lookup::Found(rule, params) => (rule.clone(), rule.rewrite(&params)),
         Lookup::MethodNotAllowed(allowed) => return method_not_allowed(&allowed),
+        // Until a service (the web application) claims `/`, a person opening the address in a
+        // browser lands on the API documentation rather than on a JSON error.
+        Lookup::NotFound if path == "/" => return axum::response::Redirect::temporary("/docs/").into_response(),
         Lookup::NotFound => return Problem::not_found("route").into_response(),
     };
 

@@ -47,3 +47,12 @@ async fn ops_endpoints_all_in_one() {
 async fn ops_endpoints_split() {
     ops(Mode::Split).await;
 }
+
+#[tokio::test]
+async fn the_root_leads_to_the_documentation() {
+    let d = Deployment::start(Mode::AllInOne).await;
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let res = client.get(d.at("/")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(res.headers()["location"], "/docs/");
+}
