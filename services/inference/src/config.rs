@@ -1,0 +1,52 @@
+//! The inference service's settings (`[inference]` in the configuration file).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::validate::UrlPolicy;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InferenceConfig {
+    /// Engine nodes known from the start (Ollama servers or `ollamanet serve --only engine`), as
+    /// `OLLAMA_HOSTS` lists them: `["http://gpu-1:11434", "http://gpu-2:11434"]`. Configured nodes
+    /// are trusted as given; only announced ones are checked against `announce_policy`.
+    pub nodes: Vec<String>,
+    /// What an engine announced over the bus may point at.
+    pub announce_policy: UrlPolicy,
+    /// How often every node is probed (`/api/tags`, `/api/ps`).
+    #[serde(with = "kit::config::duration")]
+    pub probe_interval: Duration,
+    /// An announced node not heard from for this long is dropped.
+    #[serde(with = "kit::config::duration")]
+    pub announce_expiry: Duration,
+    /// Generations one node runs at once unless it announces its own capacity.
+    pub node_capacity: usize,
+    /// Generations (or embeddings) one user may have running or waiting.
+    pub per_user_concurrency: usize,
+    /// Requests that may wait for a free slot across the platform; more is a 503.
+    pub queue: usize,
+    /// How long a request may wait in that queue.
+    #[serde(with = "kit::config::duration")]
+    pub queue_wait: Duration,
+    /// Time for a node to start answering (headers) before the request tries another node.
+    #[serde(with = "kit::config::duration")]
+    pub first_byte_timeout: Duration,
+}
+
+impl Default for InferenceConfig {
+    fn default() -> Self {
+        Self {
+            nodes: Vec::new(),
+            announce_policy: UrlPolicy::default(),
+            probe_interval: Duration::from_secs(2),
+            announce_expiry: Duration::from_secs(30),
+            node_capacity: 4,
+            per_user_concurrency: 4,
+            queue: 256,
+            queue_wait: Duration::from_secs(120),
+            first_byte_timeout: Duration::from_secs(300),
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Errors as each face speaks them: `{"error": "…"}` on the Ollama face (what Ollama clients
+//! parse), `{"error": {"message", "type", …}}` on the OpenAI face, problem+json on the admin API.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use kit::Problem;
+
+use crate::admission::Refused;
+use crate::relay::RelayError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Face {
+    Ollama,
+    OpenAi,
+}
+
+#[derive(Debug)]
+pub struct FaceError {
+    pub face: Face,
+    pub status: StatusCode,
+    pub message: String,
+    pub retry_after: Option<u64>,
+}
+
+impl FaceError {
+    pub fn new(face: Face, status: StatusCode, message: impl Into<String>) -> Self {
+        Self { face, status, message: message.into(), retry_after: None }
+    }
+
+    pub fn bad_request(face: Face, message: impl Into<String>) -> Self {
+        Self::new(face, StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn not_found(face: Face, model: &str) -> Self {
+        Self::new(face, StatusCode::NOT_FOUND, format!("model \"{model}\" not found, try pulling it first"))
+    }
+
+    pub fn refused(face: Face, refused: Refused) -> Self {
+        let status = match refused {
+            Refused::UserLimit => StatusCode::TOO_MANY_REQUESTS,
+            Refused::QueueFull | Refused::TimedOut => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        let mut e = Self::new(face, status, refused.to_string());
+        e.retry_after = Some(refused.retry_after().as_secs().max(1));
+        e
+    }
+
+    pub fn relay(face: Face, error: RelayError) -> Self {
+        match &error {
+            RelayError::NoNode(model) => Self::not_found(face, model),
+            RelayError::Unavailable(_) => {
+                let mut e = Self::new(face, StatusCode::SERVICE_UNAVAILABLE, error.to_string());
+                e.retry_after = Some(2);
+                e
+            }
+            RelayError::Timeout => Self::new(face, StatusCode::GATEWAY_TIMEOUT, error.to_string()),
+        }
+    }
+
+    /// The error as one NDJSON line, for a stream that has already started.
+    pub fn line(&self) -> bytes::Bytes {
+        ollama_api::ndjson::encode(&ollama_api::types::ErrorResponse::new(self.message.clone()))
+            .unwrap_or_else(|_| bytes::Bytes::from_static(b"{\"error\":\"internal error\"}\n"))
+    }
+}
+
+impl IntoResponse for FaceError {
+    fn into_response(self) -> Response {
+        let mut res = match self.face {
+            Face::Ollama => (self.status, Json(ollama_api::types::ErrorResponse::new(self.message))).into_response(),
+            Face::OpenAi => {
+                (self.status, Json(ollama_api::openai::ErrorResponse::new(self.status.as_u16(), self.message)))
+                    .into_response()
+            }
+        };
+        if let Some(secs) = self.retry_after {
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        res
+    }
+}
+
+/// Errors of the admin API.
+#[derive(Debug, thiserror::Error)]
+pub enum InferenceError {
+    #[error("no engine node {0:?}")]
+    UnknownNode(String),
+    #[error("no engine has model {0:?}")]
+    UnknownModel(String),
+    #[error("engine {node}: {message}")]
+    Engine { node: String, message: String },
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("starting: {0}")]
+    Start(String),
+}
+
+impl IntoResponse for InferenceError {
+    fn into_response(self) -> Response {
+        match &self {
+            InferenceError::UnknownNode(_) => Problem::not_found("engine node").into_response(),
+            InferenceError::UnknownModel(_) => Problem::not_found("model").into_response(),
+            InferenceError::Engine { .. } => {
+                Problem::new(StatusCode::BAD_GATEWAY, "engine_error", self.to_string()).into_response()
+            }
+            InferenceError::Database(e) => kit::db::problem(e).into_response(),
+            InferenceError::Start(_) => Problem::internal().into_response(),
+        }
+    }
+}

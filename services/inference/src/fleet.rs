@@ -1,0 +1,359 @@
+//! The engine nodes the platform can use, what each has on disk and in memory, whether it is
+//! healthy, and which node should take a request for a model.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use kit::cache::Cache;
+use kit::resilience::CircuitBreaker;
+use kit::upstream::Upstream;
+use ollama_api::OllamaClient;
+use ollama_api::types::{ModelEntry, RunningModel};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+/// The embedded engine's node id in all-in-one mode.
+pub const LOCAL: &str = "local";
+/// Where announced URLs are remembered, so that a restarted service resumes them.
+const KNOWN_URLS_KEY: &str = "inference:announced-urls";
+const KNOWN_URLS_TTL: Duration = Duration::from_secs(7 * 86_400);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The engine in this process.
+    Local,
+    /// From `inference.nodes`.
+    Configured,
+    /// Announced on the bus.
+    Announced,
+}
+
+pub struct Node {
+    /// The node's URL, or [`LOCAL`].
+    pub id: String,
+    pub source: Source,
+    /// For requests relayed as they are.
+    pub upstream: Upstream,
+    /// For typed calls (probes, admin operations).
+    pub client: OllamaClient,
+    pub capacity: usize,
+    in_flight: AtomicUsize,
+    breaker: CircuitBreaker,
+    seen: RwLock<Seen>,
+}
+
+/// What the last probe (or announcement) found.
+#[derive(Default)]
+struct Seen {
+    healthy: bool,
+    error: Option<String>,
+    models: Vec<ModelEntry>,
+    loaded: Vec<RunningModel>,
+    announced_at: Option<Instant>,
+    probed_at: Option<Instant>,
+}
+
+/// A node's state as the admin API shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct NodeStatus {
+    pub id: String,
+    pub source: Source,
+    pub healthy: bool,
+    /// `closed`, `open` or `half_open`.
+    pub breaker: String,
+    pub in_flight: usize,
+    pub capacity: usize,
+    pub models: Vec<String>,
+    pub loaded: Vec<String>,
+    pub error: Option<String>,
+}
+
+/// Marks a request running on a node until dropped.
+pub struct InFlight {
+    node: Arc<Node>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.node.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Node {
+    fn new(id: String, source: Source, upstream: Upstream, capacity: usize) -> Self {
+        Self {
+            id,
+            source,
+            client: OllamaClient::new(upstream.clone()),
+            upstream,
+            capacity,
+            in_flight: AtomicUsize::new(0),
+            breaker: CircuitBreaker::new(3, Duration::from_secs(5)),
+            seen: RwLock::new(Seen::default()),
+        }
+    }
+
+    fn seen(&self) -> std::sync::RwLockReadGuard<'_, Seen> {
+        self.seen.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn seen_mut(&self) -> std::sync::RwLockWriteGuard<'_, Seen> {
+        self.seen.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.seen().healthy
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    pub fn start(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight { node: self.clone() }
+    }
+
+    /// The request reached the node and it answered (whatever the answer).
+    pub fn succeeded(&self) {
+        self.breaker.record_success();
+    }
+
+    /// The node could not be reached: out of rotation until a probe finds it again.
+    pub fn failed(&self, error: &str) {
+        self.breaker.record_failure();
+        let mut seen = self.seen_mut();
+        seen.healthy = false;
+        seen.error = Some(error.to_owned());
+    }
+
+    fn has(&self, model: &str) -> Option<bool> {
+        let seen = self.seen();
+        let loaded = seen.loaded.iter().any(|m| same_model(&m.name, model));
+        (loaded || seen.models.iter().any(|m| same_model(&m.name, model))).then_some(loaded)
+    }
+
+    pub fn models(&self) -> Vec<ModelEntry> {
+        self.seen().models.clone()
+    }
+
+    pub fn loaded(&self) -> Vec<RunningModel> {
+        self.seen().loaded.clone()
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        let seen = self.seen();
+        NodeStatus {
+            id: self.id.clone(),
+            source: self.source,
+            healthy: seen.healthy,
+            breaker: format!("{:?}", self.breaker.state()).to_lowercase(),
+            in_flight: self.in_flight(),
+            capacity: self.capacity,
+            models: seen.models.iter().map(|m| m.name.clone()).collect(),
+            loaded: seen.loaded.iter().map(|m| m.name.clone()).collect(),
+            error: seen.error.clone(),
+        }
+    }
+
+    /// Asks the node what it has; a node that answers is healthy.
+    async fn probe(&self) {
+        let result = tokio::time::timeout(Duration::from_secs(5), async {
+            let tags = self.client.tags().await?;
+            let ps = self.client.ps().await?;
+            Ok::<_, ollama_api::ClientError>((tags, ps))
+        })
+        .await;
+        let mut seen = self.seen_mut();
+        seen.probed_at = Some(Instant::now());
+        match result {
+            Ok(Ok((tags, ps))) => {
+                if !seen.healthy {
+                    tracing::info!(node = %self.id, "engine node is healthy");
+                }
+                self.breaker.record_success();
+                seen.healthy = true;
+                seen.error = None;
+                seen.models = tags.models;
+                seen.loaded = ps.models;
+            }
+            Ok(Err(e)) => {
+                if seen.healthy {
+                    tracing::warn!(node = %self.id, error = %e, "engine node failed its probe");
+                }
+                seen.healthy = false;
+                seen.error = Some(e.to_string());
+            }
+            Err(_) => {
+                seen.healthy = false;
+                seen.error = Some("probe timed out".into());
+            }
+        }
+    }
+}
+
+/// `llama3.2` and `llama3.2:latest` are the same model.
+pub fn same_model(a: &str, b: &str) -> bool {
+    fn full(n: &str) -> (&str, &str) {
+        let last = n.rsplit('/').next().unwrap_or(n);
+        match last.rsplit_once(':') {
+            Some((_, tag)) => (&n[..n.len() - tag.len() - 1], tag),
+            None => (n, "latest"),
+        }
+    }
+    full(a) == full(b)
+}
+
+#[derive(Default)]
+pub struct Fleet {
+    nodes: RwLock<Vec<Arc<Node>>>,
+}
+
+impl Fleet {
+    pub fn nodes(&self) -> Vec<Arc<Node>> {
+        self.nodes.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Node>> {
+        self.nodes().into_iter().find(|n| n.id == id)
+    }
+
+    /// Adds a node unless one with this id exists; returns the node either way.
+    pub fn add(&self, id: &str, source: Source, upstream: Upstream, capacity: usize) -> Arc<Node> {
+        let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = nodes.iter().find(|n| n.id == id) {
+            return n.clone();
+        }
+        let node = Arc::new(Node::new(id.to_owned(), source, upstream, capacity));
+        nodes.push(node.clone());
+        node
+    }
+
+    pub fn remove(&self, id: &str) {
+        self.nodes.write().unwrap_or_else(|e| e.into_inner()).retain(|n| n.id != id);
+    }
+
+    /// Probes one node now.
+    pub async fn probe(&self, node: &Node) {
+        node.probe().await;
+    }
+
+    /// Records an announcement: the node is alive and has these models.
+    pub fn announced(&self, node: &Node, models: Option<Vec<String>>) {
+        let mut seen = node.seen_mut();
+        seen.announced_at = Some(Instant::now());
+        if let Some(names) = models
+            && !seen.healthy
+        {
+            // Until the first probe, trust the announcement so that the node is usable at once.
+            seen.healthy = true;
+            seen.models = names.into_iter().map(placeholder_entry).collect();
+        }
+    }
+
+    /// The nodes that can take a request for `model`, best first: healthy, breaker closed, with
+    /// the model loaded before those with it only on disk, least loaded first.
+    pub fn candidates(&self, model: &str) -> Vec<Arc<Node>> {
+        let mut ranked: Vec<(bool, f64, Arc<Node>)> = self
+            .nodes()
+            .into_iter()
+            .filter(|n| n.is_healthy())
+            .filter_map(|n| n.has(model).map(|loaded| (loaded, n)))
+            .filter(|(_, n)| n.breaker.state() != kit::resilience::BreakerState::Open)
+            .map(|(loaded, n)| (loaded, n.in_flight() as f64 / n.capacity.max(1) as f64, n))
+            .collect();
+        ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.total_cmp(&b.1)));
+        ranked.into_iter().map(|(_, _, n)| n).collect()
+    }
+
+    /// Generations the healthy part of the fleet can run at once.
+    pub fn capacity(&self) -> usize {
+        self.nodes().iter().filter(|n| n.is_healthy()).map(|n| n.capacity).sum()
+    }
+
+    /// Every model some healthy node has, with the nodes that have it.
+    pub fn models(&self) -> BTreeMap<String, (ModelEntry, Vec<String>)> {
+        let mut out: BTreeMap<String, (ModelEntry, Vec<String>)> = BTreeMap::new();
+        for node in self.nodes().iter().filter(|n| n.is_healthy()) {
+            for m in node.models() {
+                out.entry(m.name.clone()).or_insert_with(|| (m, Vec::new())).1.push(node.id.clone());
+            }
+        }
+        out
+    }
+
+    /// Drops announced nodes not heard from for `expiry`.
+    pub fn expire(&self, expiry: Duration) -> Vec<String> {
+        let stale: Vec<String> = self
+            .nodes()
+            .iter()
+            .filter(|n| n.source == Source::Announced)
+            .filter(|n| n.seen().announced_at.is_none_or(|at| at.elapsed() > expiry))
+            .map(|n| n.id.clone())
+            .collect();
+        for id in &stale {
+            tracing::info!(node = %id, "announced engine node expired");
+            self.remove(id);
+        }
+        stale
+    }
+
+    /// Probes every node every `every`, and expires silent announced nodes.
+    pub async fn watch(
+        self: Arc<Self>,
+        every: Duration,
+        expiry: Duration,
+        on_change: impl Fn(&Fleet),
+        stop: CancellationToken,
+    ) {
+        loop {
+            let nodes = self.nodes();
+            futures::future::join_all(nodes.iter().map(|n| n.probe())).await;
+            self.expire(expiry);
+            on_change(&self);
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.cancelled() => return,
+            }
+        }
+    }
+}
+
+fn placeholder_entry(name: String) -> ModelEntry {
+    ModelEntry {
+        model: name.clone(),
+        name,
+        remote_model: String::new(),
+        remote_host: String::new(),
+        modified_at: time::OffsetDateTime::UNIX_EPOCH,
+        size: 0,
+        digest: String::new(),
+        details: Default::default(),
+        capabilities: Vec::new(),
+    }
+}
+
+/// Announced URLs, remembered in the cache so that a restart resumes them.
+pub async fn remember(cache: &Cache, urls: &[String]) {
+    cache.set_json(KNOWN_URLS_KEY, &urls, KNOWN_URLS_TTL).await;
+}
+
+pub async fn remembered(cache: &Cache) -> Vec<String> {
+    cache.get_json(KNOWN_URLS_KEY).await.unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_names_compare_with_their_default_tag() {
+        assert!(same_model("llama3.2", "llama3.2:latest"));
+        assert!(same_model("smollm2:135m", "smollm2:135m"));
+        assert!(!same_model("smollm2:135m", "smollm2"));
+        assert!(same_model("registry.example.com:5000/team/m", "registry.example.com:5000/team/m:latest"));
+    }
+}

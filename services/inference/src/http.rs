@@ -1,0 +1,509 @@
+//! The inference service's routes.
+//!
+//! - `/ollama/api/*`: the Ollama API for the platform's users (API keys or tokens), every model
+//!   the fleet has, access rules applied. The gateway exposes it as is.
+//! - `/ollama/v1/*`: the OpenAI-compatible API, translated to and from the native API (so usage
+//!   is always known, and any Ollama version works behind it). The gateway exposes it as `/v1/*`.
+//! - `/api/inference/*`: fleet administration (Admin): nodes, models per node, pull, delete.
+//!
+//! Management endpoints of the engines (`/api/pull`, `/api/delete`, `/api/create`, blobs) are
+//! never reachable through the user-facing faces.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRef, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use bytes::Bytes;
+use futures::StreamExt;
+use kit::authn::{Admin, Authenticator, CurrentUser, Identity};
+use kit::http::Path;
+use ollama_api::openai::{self, convert};
+use ollama_api::types::{
+    ChatResponse, EmbedResponse, GenerateResponse, ListResponse, ModelEntry, PsResponse, ShowRequest,
+};
+use ollama_api::{ndjson, sse};
+use serde::{Deserialize, Serialize};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::{Face, FaceError, InferenceError};
+use crate::fleet::NodeStatus;
+use crate::relay::{Job, Relayed, passthrough};
+use crate::service::{Service, node_error};
+
+/// Request header asking for `{"queue_position": n}` lines while a streamed generation waits.
+pub const QUEUE_EVENTS: &str = "x-ollamanet-queue-events";
+
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Arc<Service>,
+    pub authn: Arc<Authenticator>,
+}
+
+impl FromRef<AppState> for Arc<Authenticator> {
+    fn from_ref(s: &AppState) -> Self {
+        s.authn.clone()
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(tags(
+    (name = "ollama", description = "The Ollama API over every engine of the platform"),
+    (name = "openai", description = "The OpenAI-compatible API (exposed as /v1)"),
+    (name = "engines", description = "Fleet administration (Admin)"),
+))]
+struct ApiDoc;
+
+pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(ollama_chat))
+        .routes(routes!(ollama_generate))
+        .routes(routes!(ollama_embed))
+        .routes(routes!(ollama_embeddings))
+        .routes(routes!(ollama_tags))
+        .routes(routes!(ollama_ps))
+        .routes(routes!(ollama_show))
+        .routes(routes!(ollama_version))
+        .routes(routes!(openai_chat))
+        .routes(routes!(openai_completions))
+        .routes(routes!(openai_embeddings))
+        .routes(routes!(openai_models))
+        .routes(routes!(openai_model))
+        .routes(routes!(list_nodes))
+        .routes(routes!(list_models))
+        .routes(routes!(pull_model))
+        .routes(routes!(delete_model))
+        .with_state(state)
+        .split_for_parts();
+    (router, doc)
+}
+
+/// The fields of a native request the service itself needs; the rest passes through untouched.
+#[derive(Deserialize)]
+struct Peek {
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    stream: Option<bool>,
+}
+
+fn peek(face: Face, body: &Bytes) -> Result<Peek, FaceError> {
+    if body.is_empty() {
+        return Err(FaceError::bad_request(face, "missing request body"));
+    }
+    serde_json::from_slice(body).map_err(|e| FaceError::bad_request(face, e.to_string()))
+}
+
+fn job(path: &'static str, model: String, body: Bytes, identity: Identity, face: Face) -> Job {
+    let face = match face {
+        Face::Ollama => "ollama",
+        Face::OpenAi => "openai",
+    };
+    Job { path, model, body, identity, face }
+}
+
+/// A generation on the Ollama face: relayed as is.
+async fn ollama_generation(
+    s: AppState,
+    who: Identity,
+    headers: &HeaderMap,
+    path: &'static str,
+    body: Bytes,
+) -> Response {
+    let p = match peek(Face::Ollama, &body) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = s.service.check_model(Face::Ollama, &who, &p.model).await {
+        return e.into_response();
+    }
+    let streaming = p.stream.unwrap_or(true);
+    let job = job(path, p.model, body, who, Face::Ollama);
+    if streaming && headers.get(QUEUE_EVENTS).is_some_and(|v| v == "1" || v == "true") {
+        let mut res = Response::new(s.service.generate_with_queue_events(job));
+        res.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(ndjson::CONTENT_TYPE));
+        return res;
+    }
+    match s.service.generate(Face::Ollama, job).await {
+        Ok(relayed) => passthrough(relayed),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Chat (`POST /api/chat` of Ollama). Send `x-ollamanet-queue-events: 1` to get
+/// `{"queue_position": n}` lines while waiting for a free engine.
+#[utoipa::path(post, path = "/ollama/api/chat", tag = "ollama", request_body = Object,
+    responses((status = 200, description = "NDJSON chunks, or one object with `stream: false`")))]
+async fn ollama_chat(
+    State(s): State<AppState>,
+    CurrentUser(who): CurrentUser,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    ollama_generation(s, who, &headers, "/api/chat", body).await
+}
+
+/// Completion from a prompt (`POST /api/generate` of Ollama).
+#[utoipa::path(post, path = "/ollama/api/generate", tag = "ollama", request_body = Object,
+    responses((status = 200, description = "NDJSON chunks, or one object with `stream: false`")))]
+async fn ollama_generate(
+    State(s): State<AppState>,
+    CurrentUser(who): CurrentUser,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    ollama_generation(s, who, &headers, "/api/generate", body).await
+}
+
+async fn ollama_relay(s: AppState, who: Identity, path: &'static str, body: Bytes) -> Response {
+    let p = match peek(Face::Ollama, &body) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = s.service.check_model(Face::Ollama, &who, &p.model).await {
+        return e.into_response();
+    }
+    match s.service.relay(Face::Ollama, job(path, p.model, body, who, Face::Ollama), None).await {
+        Ok(relayed) => passthrough(relayed),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Embeddings (`POST /api/embed` of Ollama).
+#[utoipa::path(post, path = "/ollama/api/embed", tag = "ollama", request_body = Object,
+    responses((status = 200, description = "`{model, embeddings, …}`")))]
+async fn ollama_embed(State(s): State<AppState>, CurrentUser(who): CurrentUser, body: Bytes) -> Response {
+    ollama_relay(s, who, "/api/embed", body).await
+}
+
+/// Legacy single embedding (`POST /api/embeddings` of Ollama).
+#[utoipa::path(post, path = "/ollama/api/embeddings", tag = "ollama", request_body = Object,
+    responses((status = 200, description = "`{embedding}`")))]
+async fn ollama_embeddings(State(s): State<AppState>, CurrentUser(who): CurrentUser, body: Bytes) -> Response {
+    ollama_relay(s, who, "/api/embeddings", body).await
+}
+
+/// Model details (`POST /api/show` of Ollama), from a node that has the model.
+#[utoipa::path(post, path = "/ollama/api/show", tag = "ollama", request_body = Object,
+    responses((status = 200, description = "As Ollama's `/api/show`")))]
+async fn ollama_show(State(s): State<AppState>, CurrentUser(who): CurrentUser, body: Bytes) -> Response {
+    let req: ShowRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return FaceError::bad_request(Face::Ollama, e.to_string()).into_response(),
+    };
+    if let Err(e) = s.service.check_model(Face::Ollama, &who, &req.model).await {
+        return e.into_response();
+    }
+    let Some(node) = s.service.fleet.candidates(&req.model).into_iter().next() else {
+        return FaceError::not_found(Face::Ollama, &req.model).into_response();
+    };
+    match node.client.show(&req).await {
+        Ok(show) => Json(show).into_response(),
+        Err(e) => {
+            FaceError::new(Face::Ollama, e.status().unwrap_or(StatusCode::BAD_GATEWAY), e.to_string()).into_response()
+        }
+    }
+}
+
+/// The models the caller may use.
+async fn visible(s: &AppState, who: &Identity) -> Vec<ModelEntry> {
+    let mut out = Vec::new();
+    for (_, (entry, _)) in s.service.fleet.models() {
+        if s.service.access.allowed(who, &entry.name).await {
+            out.push(entry);
+        }
+    }
+    out
+}
+
+/// Models on the platform's engines (`GET /api/tags` of Ollama) the caller may use.
+#[utoipa::path(get, path = "/ollama/api/tags", tag = "ollama", responses((status = 200, description = "`{models: […]}`")))]
+async fn ollama_tags(State(s): State<AppState>, CurrentUser(who): CurrentUser) -> Json<ListResponse> {
+    Json(ListResponse { models: visible(&s, &who).await })
+}
+
+/// Models loaded in memory on the platform's engines (`GET /api/ps` of Ollama).
+#[utoipa::path(get, path = "/ollama/api/ps", tag = "ollama", responses((status = 200, description = "`{models: […]}`")))]
+async fn ollama_ps(State(s): State<AppState>, CurrentUser(who): CurrentUser) -> Json<PsResponse> {
+    let mut models = Vec::new();
+    for node in s.service.fleet.nodes().iter().filter(|n| n.is_healthy()) {
+        for m in node.loaded() {
+            if s.service.access.allowed(&who, &m.name).await {
+                models.push(m);
+            }
+        }
+    }
+    Json(PsResponse { models })
+}
+
+/// The Ollama API version the platform serves (`GET /api/version`), as its engines report it.
+#[utoipa::path(get, path = "/ollama/api/version", tag = "ollama", responses((status = 200, description = "`{version}`")))]
+async fn ollama_version(State(s): State<AppState>, CurrentUser(_): CurrentUser) -> Response {
+    for node in s.service.fleet.nodes().iter().filter(|n| n.is_healthy()) {
+        if let Ok(v) = node.client.version().await {
+            return Json(v).into_response();
+        }
+    }
+    FaceError::new(Face::Ollama, StatusCode::SERVICE_UNAVAILABLE, "no inference engine is available").into_response()
+}
+
+// ---- OpenAI face ----
+
+fn openai_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, FaceError> {
+    serde_json::from_slice(body).map_err(|e| FaceError::bad_request(Face::OpenAi, e.to_string()))
+}
+
+/// Relays a native request built from an OpenAI one; a non-200 answer becomes an OpenAI error.
+async fn openai_relay<T: Serialize>(
+    s: &AppState,
+    who: Identity,
+    path: &'static str,
+    model: &str,
+    native: &T,
+    generation: bool,
+) -> Result<Relayed, FaceError> {
+    s.service.check_model(Face::OpenAi, &who, model).await?;
+    let body =
+        Bytes::from(serde_json::to_vec(native).map_err(|e| FaceError::bad_request(Face::OpenAi, e.to_string()))?);
+    let job = job(path, model.to_owned(), body, who, Face::OpenAi);
+    let relayed = if generation {
+        s.service.generate(Face::OpenAi, job).await?
+    } else {
+        s.service.relay(Face::OpenAi, job, None).await?
+    };
+    if relayed.status != StatusCode::OK {
+        return Err(node_error(Face::OpenAi, relayed).await);
+    }
+    Ok(relayed)
+}
+
+/// Reads a whole (non-streamed) native answer.
+async fn native_json<T: serde::de::DeserializeOwned>(relayed: Relayed) -> Result<T, FaceError> {
+    use http_body_util::BodyExt;
+    let bytes = relayed
+        .body
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| FaceError::new(Face::OpenAi, StatusCode::BAD_GATEWAY, e.to_string()))?
+        .to_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| FaceError::new(Face::OpenAi, StatusCode::BAD_GATEWAY, e.to_string()))
+}
+
+/// Re-frames a native NDJSON stream as OpenAI server-sent events.
+fn sse_response<T, C, F>(relayed: Relayed, mut convert: F) -> Response
+where
+    T: serde::de::DeserializeOwned + Send + 'static,
+    C: Serialize,
+    F: FnMut(&T) -> Vec<C> + Send + 'static,
+{
+    let items = ndjson::decode::<T, _, _, _>(relayed.body.into_stream());
+    let frames = items
+        .map(move |item| match item {
+            Ok(native) => convert(&native).iter().filter_map(|c| sse::encode(c).ok()).collect::<Vec<_>>(),
+            Err(e) => sse::encode(&openai::ErrorResponse::new(502, e.to_string())).into_iter().collect(),
+        })
+        .flat_map(futures::stream::iter)
+        .chain(futures::stream::once(async { sse::done() }))
+        .map(Ok::<_, std::convert::Infallible>);
+    let mut res = Response::new(axum::body::Body::from_stream(frames));
+    res.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(sse::CONTENT_TYPE));
+    res
+}
+
+/// Chat completions, OpenAI-compatible (exposed as `POST /v1/chat/completions`).
+#[utoipa::path(post, path = "/ollama/v1/chat/completions", tag = "openai", request_body = Object,
+    responses((status = 200, description = "`chat.completion`, or server-sent `chat.completion.chunk`s")))]
+async fn openai_chat(State(s): State<AppState>, CurrentUser(who): CurrentUser, body: Bytes) -> Response {
+    let run = async {
+        let req: openai::ChatCompletionRequest = openai_body(&body)?;
+        let (streaming, usage) = (req.stream, req.stream_options.as_ref().is_some_and(|o| o.include_usage));
+        let model = req.model.clone();
+        let mut native = convert::chat_request(req).map_err(|e| FaceError::bad_request(Face::OpenAi, e.to_string()))?;
+        native.stream = Some(streaming);
+        let relayed = openai_relay(&s, who, "/api/chat", &model, &native, true).await?;
+        let id = convert::new_id("chatcmpl");
+        if streaming {
+            let mut chunks = convert::ChatStream::new(id, convert::unix_now(), usage);
+            return Ok(sse_response::<ChatResponse, _, _>(relayed, move |r| chunks.convert(r)));
+        }
+        let answer: ChatResponse = native_json(relayed).await?;
+        Ok(Json(convert::chat_completion(&id, answer)).into_response())
+    };
+    run.await.unwrap_or_else(|e: FaceError| e.into_response())
+}
+
+/// Completions, OpenAI-compatible (exposed as `POST /v1/completions`).
+#[utoipa::path(post, path = "/ollama/v1/completions", tag = "openai", request_body = Object,
+    responses((status = 200, description = "`text_completion`, or server-sent ones")))]
+async fn openai_completions(State(s): State<AppState>, CurrentUser(who): CurrentUser, body: Bytes) -> Response {
+    let run = async {
+        let req: openai::CompletionRequest = openai_body(&body)?;
+        let (streaming, usage) = (req.stream, req.stream_options.as_ref().is_some_and(|o| o.include_usage));
+        let model = req.model.clone();
+        let mut native = convert::completion_request(req);
+        native.stream = Some(streaming);
+        let relayed = openai_relay(&s, who, "/api/generate", &model, &native, true).await?;
+        let id = convert::new_id("cmpl");
+        if streaming {
+            let mut chunks = convert::CompletionStream::new(id, convert::unix_now(), usage);
+            return Ok(sse_response::<GenerateResponse, _, _>(relayed, move |r| chunks.convert(r)));
+        }
+        let answer: GenerateResponse = native_json(relayed).await?;
+        Ok(Json(convert::completion(&id, answer)).into_response())
+    };
+    run.await.unwrap_or_else(|e: FaceError| e.into_response())
+}
+
+/// Embeddings, OpenAI-compatible (exposed as `POST /v1/embeddings`).
+#[utoipa::path(post, path = "/ollama/v1/embeddings", tag = "openai", request_body = Object,
+    responses((status = 200, description = "An embedding `list`")))]
+async fn openai_embeddings(State(s): State<AppState>, CurrentUser(who): CurrentUser, body: Bytes) -> Response {
+    let run = async {
+        let req: openai::EmbeddingRequest = openai_body(&body)?;
+        let (model, format) = (req.model.clone(), req.encoding_format.unwrap_or_default());
+        let native = convert::embed_request(req).map_err(|e| FaceError::bad_request(Face::OpenAi, e.to_string()))?;
+        let relayed = openai_relay(&s, who, "/api/embed", &model, &native, false).await?;
+        let answer: EmbedResponse = native_json(relayed).await?;
+        Ok(Json(convert::embedding_list(&model, answer, format)).into_response())
+    };
+    run.await.unwrap_or_else(|e: FaceError| e.into_response())
+}
+
+/// The models the caller may use, OpenAI-compatible (exposed as `GET /v1/models`).
+#[utoipa::path(get, path = "/ollama/v1/models", tag = "openai", responses((status = 200, description = "A model `list`")))]
+async fn openai_models(State(s): State<AppState>, CurrentUser(who): CurrentUser) -> Json<openai::ModelList> {
+    Json(convert::model_list(&ListResponse { models: visible(&s, &who).await }))
+}
+
+/// One model, OpenAI-compatible (exposed as `GET /v1/models/{model}`).
+#[utoipa::path(get, path = "/ollama/v1/models/{model}", tag = "openai", params(("model" = String, Path)),
+    responses((status = 200, description = "A `model`")))]
+async fn openai_model(State(s): State<AppState>, CurrentUser(who): CurrentUser, Path(model): Path<String>) -> Response {
+    if let Err(e) = s.service.check_model(Face::OpenAi, &who, &model).await {
+        return e.into_response();
+    }
+    let Some(node) = s.service.fleet.candidates(&model).into_iter().next() else {
+        return FaceError::not_found(Face::OpenAi, &model).into_response();
+    };
+    match node.client.show(&ShowRequest { model: model.clone(), ..Default::default() }).await {
+        Ok(show) => Json(convert::model(&model, &show)).into_response(),
+        Err(e) => {
+            FaceError::new(Face::OpenAi, e.status().unwrap_or(StatusCode::BAD_GATEWAY), e.to_string()).into_response()
+        }
+    }
+}
+
+// ---- fleet administration ----
+
+/// Engine nodes and their state.
+#[utoipa::path(get, path = "/api/inference/nodes", tag = "engines", security(("bearer" = [])),
+    responses((status = 200, body = Vec<NodeStatus>), kit::api::CredentialErrors))]
+async fn list_nodes(State(s): State<AppState>, _: Admin) -> Json<Vec<NodeStatus>> {
+    Json(s.service.fleet.nodes().iter().map(|n| n.status()).collect())
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FleetModel {
+    pub name: String,
+    /// Bytes on disk.
+    pub size: u64,
+    pub family: String,
+    pub parameter_size: String,
+    pub quantization_level: String,
+    /// The nodes that have it.
+    pub nodes: Vec<String>,
+}
+
+/// Every model on some healthy node, with the nodes that have it.
+#[utoipa::path(get, path = "/api/inference/models", tag = "engines", security(("bearer" = [])),
+    responses((status = 200, body = Vec<FleetModel>), kit::api::CredentialErrors))]
+async fn list_models(State(s): State<AppState>, _: Admin) -> Json<Vec<FleetModel>> {
+    Json(
+        s.service
+            .fleet
+            .models()
+            .into_values()
+            .map(|(m, nodes)| FleetModel {
+                name: m.name,
+                size: m.size,
+                family: m.details.family,
+                parameter_size: m.details.parameter_size,
+                quantization_level: m.details.quantization_level,
+                nodes,
+            })
+            .collect(),
+    )
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PullModel {
+    pub model: String,
+    /// The node to pull onto (an id from `/api/inference/nodes`).
+    pub node: String,
+}
+
+/// Pulls a model onto a node; the answer is the node's progress stream (NDJSON, as Ollama's).
+#[utoipa::path(post, path = "/api/inference/models/pull", tag = "engines", security(("bearer" = [])), request_body = PullModel,
+    responses((status = 200, description = "NDJSON progress: `{status, digest?, total?, completed?}` … `{status: \"success\"}`"),
+    kit::api::CredentialErrors, kit::api::BodyErrors))]
+async fn pull_model(
+    State(s): State<AppState>,
+    _: Admin,
+    kit::http::Json(req): kit::http::Json<PullModel>,
+) -> Result<Response, InferenceError> {
+    let node = s.service.fleet.get(&req.node).ok_or_else(|| InferenceError::UnknownNode(req.node.clone()))?;
+    let pull = ollama_api::types::PullRequest { model: req.model, ..Default::default() };
+    let progress = node
+        .client
+        .pull_stream(&pull)
+        .await
+        .map_err(|e| InferenceError::Engine { node: node.id.clone(), message: e.to_string() })?;
+    let lines = progress.map(|item| {
+        Ok::<_, std::convert::Infallible>(match item {
+            Ok(p) => ndjson::encode(&p).unwrap_or_default(),
+            Err(e) => ndjson::encode(&ollama_api::types::ErrorResponse::new(e.to_string())).unwrap_or_default(),
+        })
+    });
+    let mut res = Response::new(axum::body::Body::from_stream(lines));
+    res.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(ndjson::CONTENT_TYPE));
+    Ok(res)
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteModel {
+    pub model: String,
+    /// Only from this node; absent: from every node that has it.
+    pub node: Option<String>,
+}
+
+/// Deletes a model from one node or from all that have it.
+#[utoipa::path(post, path = "/api/inference/models/delete", tag = "engines", security(("bearer" = [])), request_body = DeleteModel,
+    responses((status = 204, description = "Deleted"), (status = 404, description = "No such node or model"),
+    kit::api::CredentialErrors, kit::api::BodyErrors))]
+async fn delete_model(
+    State(s): State<AppState>,
+    _: Admin,
+    kit::http::Json(req): kit::http::Json<DeleteModel>,
+) -> Result<StatusCode, InferenceError> {
+    let holders: Vec<_> = match &req.node {
+        Some(id) => vec![s.service.fleet.get(id).ok_or_else(|| InferenceError::UnknownNode(id.clone()))?],
+        None => s.service.fleet.candidates(&req.model),
+    };
+    if holders.is_empty() {
+        return Err(InferenceError::UnknownModel(req.model));
+    }
+    let delete = ollama_api::types::DeleteRequest { model: req.model.clone() };
+    for node in holders {
+        node.client.delete(&delete).await.map_err(|e| match e.status() {
+            Some(StatusCode::NOT_FOUND) => InferenceError::UnknownModel(req.model.clone()),
+            _ => InferenceError::Engine { node: node.id.clone(), message: e.to_string() },
+        })?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
