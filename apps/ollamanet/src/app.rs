@@ -25,15 +25,17 @@ use crate::config::AppConfig;
 pub enum Service {
     Gateway,
     Auth,
+    Inference,
 }
 
 impl Service {
-    pub const ALL: [Service; 2] = [Service::Gateway, Service::Auth];
+    pub const ALL: [Service; 3] = [Service::Gateway, Service::Auth, Service::Inference];
 
     pub fn name(self) -> &'static str {
         match self {
             Service::Gateway => "gateway",
             Service::Auth => "auth",
+            Service::Inference => "inference",
         }
     }
 }
@@ -135,6 +137,13 @@ impl App {
             )
             .await;
         let ctx = ServiceContext { platform: platform.clone(), authn, shutdown: shutdown.clone() };
+
+        if services.contains(&Service::Inference) {
+            let inference = ollamanet_inference::start(&ctx, &config.inference, None, Arc::new(ollamanet_inference::Open))
+                .await
+                .context("starting the inference service")?;
+            handles.push(inference.handle);
+        }
 
         let mut readiness = Readiness::default()
             .with(Dependency::Cache(platform.cache.clone()))

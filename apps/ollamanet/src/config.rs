@@ -10,6 +10,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use kit::config::InfraConfig;
 use ollamanet_auth::AuthConfig;
 use ollamanet_gateway::GatewayConfig;
+use ollamanet_inference::InferenceConfig;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// The configuration file read when `--config` and `OLLAMANET_CONFIG` are not given, if present.
@@ -30,6 +31,7 @@ pub struct AppConfig {
     pub upstreams: BTreeMap<String, Urls>,
     pub auth: AuthConfig,
     pub gateway: GatewayConfig,
+    pub inference: InferenceConfig,
 }
 
 impl Default for AppConfig {
@@ -41,6 +43,7 @@ impl Default for AppConfig {
             upstreams: BTreeMap::new(),
             auth: AuthConfig::default(),
             gateway: GatewayConfig::default(),
+            inference: InferenceConfig::default(),
         }
     }
 }

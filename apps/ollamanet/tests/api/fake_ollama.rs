@@ -1,0 +1,260 @@
+//! A fake Ollama server: a test double standing for the Ollama servers outside the platform that
+//! the inference service drives. It speaks Ollama's wire format for the endpoints the platform
+//! uses, answers with its own name in every generation (so tests can tell which node answered),
+//! and can hold a stream open until the test releases it, or die.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone)]
+struct Node {
+    name: String,
+    models: Arc<Mutex<Vec<String>>>,
+    /// When set, a stream stops after its first chunk until released.
+    gate: Option<Arc<Notify>>,
+    generations: Arc<Mutex<usize>>,
+}
+
+pub struct FakeOllama {
+    pub url: String,
+    pub name: String,
+    models: Arc<Mutex<Vec<String>>>,
+    gate: Option<Arc<Notify>>,
+    generations: Arc<Mutex<usize>>,
+    stop: CancellationToken,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl FakeOllama {
+    pub async fn start(name: &str, models: &[&str]) -> Self {
+        Self::start_with(name, models, false).await
+    }
+
+    /// `gated`: every stream waits after its first chunk for [`FakeOllama::release`].
+    pub async fn start_with(name: &str, models: &[&str], gated: bool) -> Self {
+        let node = Node {
+            name: name.to_owned(),
+            models: Arc::new(Mutex::new(models.iter().map(|m| full(m)).collect())),
+            gate: gated.then(|| Arc::new(Notify::new())),
+            generations: Arc::default(),
+        };
+        let app = Router::new()
+            .route("/api/version", get(|| async { Json(json!({"version": "0.12.0"})) }))
+            .route("/api/tags", get(tags))
+            .route("/api/ps", get(|| async { Json(json!({"models": []})) }))
+            .route("/api/chat", post(chat))
+            .route("/api/generate", post(generate))
+            .route("/api/embed", post(embed))
+            .route("/api/show", post(show))
+            .route("/api/pull", post(pull))
+            .route("/api/delete", delete(remove))
+            .with_state(node.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(kit::server::serve(
+            listener,
+            app,
+            stop.clone(),
+            kit::server::ServeOptions { drain_timeout: std::time::Duration::ZERO, ..Default::default() },
+        ));
+        Self {
+            url,
+            name: name.to_owned(),
+            models: node.models,
+            gate: node.gate,
+            generations: node.generations,
+            stop,
+            server,
+        }
+    }
+
+    /// Lets every held stream continue.
+    pub fn release(&self) {
+        if let Some(g) = &self.gate {
+            g.notify_waiters();
+        }
+    }
+
+    pub fn generations(&self) -> usize {
+        *self.generations.lock().unwrap()
+    }
+
+    pub fn has(&self, model: &str) -> bool {
+        self.models.lock().unwrap().contains(&full(model))
+    }
+
+    /// The server dies: its port closes and its open connections are cut.
+    pub fn kill(&self) {
+        self.stop.cancel();
+        self.server.abort();
+    }
+}
+
+impl Drop for FakeOllama {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn full(model: &str) -> String {
+    if model.contains(':') { model.to_owned() } else { format!("{model}:latest") }
+}
+
+fn entry(name: &str) -> Value {
+    json!({
+        "name": name, "model": name, "modified_at": "2025-01-01T00:00:00Z", "size": 1000,
+        "digest": "0123456789abcdef", "details": {"format": "gguf", "family": "llama", "parameter_size": "1B", "quantization_level": "Q4_0"}
+    })
+}
+
+async fn tags(State(n): State<Node>) -> Json<Value> {
+    let models: Vec<Value> = n.models.lock().unwrap().iter().map(|m| entry(m)).collect();
+    Json(json!({ "models": models }))
+}
+
+fn not_found(model: &str) -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({"error": format!("model \"{model}\" not found, try pulling it first")}))).into_response()
+}
+
+const METRICS: [(&str, u64); 6] = [
+    ("total_duration", 5_000_000),
+    ("load_duration", 1_000_000),
+    ("prompt_eval_count", 7),
+    ("prompt_eval_duration", 1_000_000),
+    ("eval_count", 3),
+    ("eval_duration", 2_000_000),
+];
+
+/// The answer's three pieces; the last names the node.
+fn pieces(n: &Node) -> [String; 3] {
+    ["Hello".into(), " from".into(), format!(" {}", n.name)]
+}
+
+async fn generation(n: Node, req: Value, chat: bool) -> Response {
+    let model = full(req["model"].as_str().unwrap_or_default());
+    if !n.models.lock().unwrap().contains(&model) {
+        return not_found(&model);
+    }
+    *n.generations.lock().unwrap() += 1;
+    let stream = req["stream"].as_bool().unwrap_or(true);
+    let shape = move |text: &str, done: bool| {
+        let mut v = json!({"model": model, "created_at": "2025-01-01T00:00:00Z", "done": done});
+        if chat {
+            v["message"] = json!({"role": "assistant", "content": text});
+        } else {
+            v["response"] = json!(text);
+        }
+        if done {
+            v["done_reason"] = json!("stop");
+            for (k, value) in METRICS {
+                v[k] = json!(value);
+            }
+        }
+        v
+    };
+    let parts = pieces(&n);
+    if !stream {
+        return Json(shape(&parts.concat(), true)).into_response();
+    }
+    let gate = n.gate.clone();
+    let lines = async_stream(move |tx| async move {
+        let mut first = true;
+        for p in parts {
+            if tx.send(shape(&p, false)).await.is_err() {
+                return;
+            }
+            if std::mem::take(&mut first)
+                && let Some(g) = &gate
+            {
+                g.notified().await;
+            }
+        }
+        let _ = tx.send(shape("", true)).await;
+    });
+    let mut res = Response::new(lines);
+    res.headers_mut().insert("content-type", "application/x-ndjson".parse().unwrap());
+    res
+}
+
+/// A body fed line by line from a task; dropping the body ends the task at its next send.
+fn async_stream<F, Fut>(produce: F) -> Body
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Value>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel::<Value>(1);
+    tokio::spawn(produce(tx));
+    Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
+        let v = rx.recv().await?;
+        Some((Ok::<_, std::convert::Infallible>(format!("{v}\n")), rx))
+    }))
+}
+
+async fn chat(State(n): State<Node>, Json(req): Json<Value>) -> Response {
+    generation(n, req, true).await
+}
+
+async fn generate(State(n): State<Node>, Json(req): Json<Value>) -> Response {
+    generation(n, req, false).await
+}
+
+async fn embed(State(n): State<Node>, Json(req): Json<Value>) -> Response {
+    let model = full(req["model"].as_str().unwrap_or_default());
+    if !n.models.lock().unwrap().contains(&model) {
+        return not_found(&model);
+    }
+    let count = req["input"].as_array().map_or(1, Vec::len);
+    let embeddings: Vec<Value> = (0..count).map(|_| json!([0.6, 0.8, 0.0])).collect();
+    Json(json!({"model": model, "embeddings": embeddings, "total_duration": 1000, "prompt_eval_count": 2})).into_response()
+}
+
+async fn show(State(n): State<Node>, Json(req): Json<Value>) -> Response {
+    let model = full(req["model"].as_str().unwrap_or_default());
+    if !n.models.lock().unwrap().contains(&model) {
+        return not_found(&model);
+    }
+    Json(json!({
+        "modelfile": "", "parameters": "", "template": "{{ .Prompt }}",
+        "details": {"format": "gguf", "family": "llama", "parameter_size": "1B", "quantization_level": "Q4_0"},
+        "model_info": {"general.architecture": "llama"}, "capabilities": ["completion"],
+        "modified_at": "2025-01-01T00:00:00Z"
+    }))
+    .into_response()
+}
+
+async fn pull(State(n): State<Node>, Json(req): Json<Value>) -> Response {
+    let model = full(req["model"].as_str().unwrap_or_default());
+    n.models.lock().unwrap().push(model);
+    let lines = [
+        json!({"status": "pulling manifest"}),
+        json!({"status": "pulling abc", "digest": "sha256:abc", "total": 100, "completed": 50}),
+        json!({"status": "pulling abc", "digest": "sha256:abc", "total": 100, "completed": 100}),
+        json!({"status": "verifying sha256 digest"}),
+        json!({"status": "writing manifest"}),
+        json!({"status": "success"}),
+    ];
+    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    ([("content-type", "application/x-ndjson")], body).into_response()
+}
+
+async fn remove(State(n): State<Node>, Json(req): Json<Value>) -> Response {
+    let model = full(req["model"].as_str().or(req["name"].as_str()).unwrap_or_default());
+    let mut models = n.models.lock().unwrap();
+    match models.iter().position(|m| *m == model) {
+        Some(i) => {
+            models.remove(i);
+            StatusCode::OK.into_response()
+        }
+        None => not_found(&model),
+    }
+}
