@@ -139,9 +139,10 @@ impl App {
         let ctx = ServiceContext { platform: platform.clone(), authn, shutdown: shutdown.clone() };
 
         if services.contains(&Service::Inference) {
-            let inference = ollamanet_inference::start(&ctx, &config.inference, None, Arc::new(ollamanet_inference::Open))
-                .await
-                .context("starting the inference service")?;
+            let inference =
+                ollamanet_inference::start(&ctx, &config.inference, None, Arc::new(ollamanet_inference::Open))
+                    .await
+                    .context("starting the inference service")?;
             handles.push(inference.handle);
         }
 

@@ -123,7 +123,8 @@ async fn tags(State(n): State<Node>) -> Json<Value> {
 }
 
 fn not_found(model: &str) -> Response {
-    (StatusCode::NOT_FOUND, Json(json!({"error": format!("model \"{model}\" not found, try pulling it first")}))).into_response()
+    (StatusCode::NOT_FOUND, Json(json!({"error": format!("model \"{model}\" not found, try pulling it first")})))
+        .into_response()
 }
 
 const METRICS: [(&str, u64); 6] = [
@@ -215,7 +216,8 @@ async fn embed(State(n): State<Node>, Json(req): Json<Value>) -> Response {
     }
     let count = req["input"].as_array().map_or(1, Vec::len);
     let embeddings: Vec<Value> = (0..count).map(|_| json!([0.6, 0.8, 0.0])).collect();
-    Json(json!({"model": model, "embeddings": embeddings, "total_duration": 1000, "prompt_eval_count": 2})).into_response()
+    Json(json!({"model": model, "embeddings": embeddings, "total_duration": 1000, "prompt_eval_count": 2}))
+        .into_response()
 }
 
 async fn show(State(n): State<Node>, Json(req): Json<Value>) -> Response {

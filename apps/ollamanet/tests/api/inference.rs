@@ -64,7 +64,8 @@ async fn requests_go_to_a_node_that_has_the_model() {
     let token = d.user_token("uma").await;
 
     for (model, node) in [("beta", "node-b"), ("alpha", "node-a"), ("beta:latest", "node-b")] {
-        let res = d.client.post(d.at("/ollama/api/chat")).bearer_auth(&token).json(&chat(model, true)).send().await.unwrap();
+        let res =
+            d.client.post(d.at("/ollama/api/chat")).bearer_auth(&token).json(&chat(model, true)).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::OK);
         assert_eq!(res.headers()[header::CONTENT_TYPE], "application/x-ndjson");
         let (content, last) = read_ndjson(res).await;
@@ -106,8 +107,10 @@ async fn the_openai_face_speaks_openai() {
     let text = res.text().await.unwrap();
     let frames: Vec<&str> = text.split("\n\n").filter(|f| !f.is_empty()).collect();
     assert_eq!(*frames.last().unwrap(), "data: [DONE]");
-    let chunks: Vec<Value> =
-        frames[..frames.len() - 1].iter().map(|f| serde_json::from_str(f.strip_prefix("data: ").unwrap()).unwrap()).collect();
+    let chunks: Vec<Value> = frames[..frames.len() - 1]
+        .iter()
+        .map(|f| serde_json::from_str(f.strip_prefix("data: ").unwrap()).unwrap())
+        .collect();
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
     let content: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
     assert_eq!(content, "Hello from node-a");
@@ -119,8 +122,9 @@ async fn the_openai_face_speaks_openai() {
     let (status, models) = d.call(Method::GET, "/v1/models", Some(&token), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(models["data"][0]["id"], "alpha:latest");
-    let (status, emb) =
-        d.call(Method::POST, "/v1/embeddings", Some(&token), Some(json!({"model": "alpha", "input": ["a", "b"]}))).await;
+    let (status, emb) = d
+        .call(Method::POST, "/v1/embeddings", Some(&token), Some(json!({"model": "alpha", "input": ["a", "b"]})))
+        .await;
     assert_eq!(status, StatusCode::OK, "{emb}");
     assert_eq!(emb["data"].as_array().unwrap().len(), 2);
 
@@ -141,7 +145,14 @@ async fn a_dead_node_leaves_other_streams_intact_and_new_requests_go_to_the_surv
     // Two held streams: least-loaded routing puts one on each node.
     let mut streams = Vec::new();
     for _ in 0..2 {
-        let res = d.client.post(d.at("/ollama/api/chat")).bearer_auth(&token).json(&chat("alpha", true)).send().await.unwrap();
+        let res = d
+            .client
+            .post(d.at("/ollama/api/chat"))
+            .bearer_auth(&token)
+            .json(&chat("alpha", true))
+            .send()
+            .await
+            .unwrap();
         let mut body = res.bytes_stream();
         let first = tokio::time::timeout(Duration::from_secs(10), body.next()).await.unwrap().unwrap().unwrap();
         assert!(String::from_utf8_lossy(&first).contains("Hello"));
@@ -184,12 +195,14 @@ async fn admission_caps_users_and_queues_the_rest_in_order() {
     let second = d.user_token("xena").await;
     let third = d.user_token("yuri").await;
 
-    let held = d.client.post(d.at("/ollama/api/chat")).bearer_auth(&first).json(&chat("alpha", true)).send().await.unwrap();
+    let held =
+        d.client.post(d.at("/ollama/api/chat")).bearer_auth(&first).json(&chat("alpha", true)).send().await.unwrap();
     let mut held = held.bytes_stream();
     held.next().await.unwrap().unwrap();
 
     // The same user again: over their own cap.
-    let res = d.client.post(d.at("/ollama/api/chat")).bearer_auth(&first).json(&chat("alpha", false)).send().await.unwrap();
+    let res =
+        d.client.post(d.at("/ollama/api/chat")).bearer_auth(&first).json(&chat("alpha", false)).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(res.headers().contains_key(header::RETRY_AFTER));
 
@@ -208,7 +221,8 @@ async fn admission_caps_users_and_queues_the_rest_in_order() {
     assert_eq!(String::from_utf8_lossy(&line).trim(), "{\"queue_position\":1}");
 
     // The queue is full: a third user is turned away.
-    let res = d.client.post(d.at("/ollama/api/chat")).bearer_auth(&third).json(&chat("alpha", false)).send().await.unwrap();
+    let res =
+        d.client.post(d.at("/ollama/api/chat")).bearer_auth(&third).json(&chat("alpha", false)).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(res.headers().contains_key(header::RETRY_AFTER));
 
@@ -256,12 +270,18 @@ async fn administrators_see_the_fleet_and_pull_and_delete_models() {
     assert!(a.has("delta"));
 
     let (status, _) = d
-        .call(Method::POST, "/api/inference/models/delete", Some(&admin), Some(json!({"model": "alpha", "node": a.url})))
+        .call(
+            Method::POST,
+            "/api/inference/models/delete",
+            Some(&admin),
+            Some(json!({"model": "alpha", "node": a.url})),
+        )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert!(!a.has("alpha"));
-    let (status, _) =
-        d.call(Method::POST, "/api/inference/models/pull", Some(&admin), Some(json!({"model": "x", "node": "nope"}))).await;
+    let (status, _) = d
+        .call(Method::POST, "/api/inference/models/pull", Some(&admin), Some(json!({"model": "x", "node": "nope"})))
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // Engines' own management endpoints are not reachable through the user-facing face.
@@ -283,7 +303,11 @@ async fn announce(infra_config: &kit::config::InfraConfig, node: &FakeOllama, mo
         leaving: false,
     };
     let id = uuid::Uuid::now_v7().to_string();
-    announcer.bus.publish(DISCOVERY_EXCHANGE, NODE_HEARTBEAT, &id, serde_json::to_vec(&beat).unwrap().into()).await.unwrap();
+    announcer
+        .bus
+        .publish(DISCOVERY_EXCHANGE, NODE_HEARTBEAT, &id, serde_json::to_vec(&beat).unwrap().into())
+        .await
+        .unwrap();
     announcer.bus.close().await;
 }
 
@@ -307,7 +331,10 @@ async fn an_announced_node_is_used_within_a_second() {
             assert_eq!(body["message"]["content"], "Hello from node-c");
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(1), "the announced node was not used within 1 s: {status} {body}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "the announced node was not used within 1 s: {status} {body}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
