@@ -26,16 +26,18 @@ pub enum Service {
     Gateway,
     Auth,
     Inference,
+    Engine,
 }
 
 impl Service {
-    pub const ALL: [Service; 3] = [Service::Gateway, Service::Auth, Service::Inference];
+    pub const ALL: [Service; 4] = [Service::Gateway, Service::Auth, Service::Inference, Service::Engine];
 
     pub fn name(self) -> &'static str {
         match self {
             Service::Gateway => "gateway",
             Service::Auth => "auth",
             Service::Inference => "inference",
+            Service::Engine => "engine",
         }
     }
 }
@@ -62,6 +64,14 @@ pub struct Hooks {
     pub mailer: Option<Arc<dyn ollamanet_auth::Mailer>>,
 }
 
+/// How a process is composed, besides its services.
+#[derive(Default, Clone)]
+pub struct Options {
+    pub hooks: Hooks,
+    /// Announce this process's engine to inference services over the bus (`serve --announce`).
+    pub announce_engine: bool,
+}
+
 /// A composed process, ready to serve.
 pub struct App {
     pub router: HttpService,
@@ -71,10 +81,12 @@ pub struct App {
     handles: Vec<ServiceHandle>,
     /// Heartbeat tasks; each says goodbye on shutdown, before the bus closes.
     announcers: Vec<tokio::task::JoinHandle<()>>,
+    engine: Option<ollamanet_engine::EngineStats>,
 }
 
 impl App {
-    pub async fn build(config: &AppConfig, services: &[Service], hooks: Hooks) -> anyhow::Result<App> {
+    pub async fn build(config: &AppConfig, services: &[Service], options: Options) -> anyhow::Result<App> {
+        let Options { hooks, announce_engine } = options;
         let mut services = services.to_vec();
         services.sort();
         services.dedup();
@@ -102,6 +114,7 @@ impl App {
         };
 
         let mut handles = Vec::new();
+        // Every service but the engine (which has no users) needs to know who calls it.
         let authn = if services.contains(&Service::Auth) {
             let auth = match hooks.mailer {
                 Some(mailer) => {
@@ -111,8 +124,8 @@ impl App {
             }
             .context("starting the auth service")?;
             handles.push(auth.handle);
-            auth.authenticator
-        } else {
+            Some(auth.authenticator)
+        } else if services.iter().any(|s| *s != Service::Engine) {
             let Some(upstream) = remote("auth")? else {
                 bail!(
                     "the auth service is not in this process: set upstreams.auth (OLLAMANET_UPSTREAMS__AUTH) to its \
@@ -120,29 +133,49 @@ impl App {
                 );
             };
             let source = RemoteIdentitySource(upstream);
-            Arc::new(Authenticator::new(
+            Some(Arc::new(Authenticator::new(
                 Arc::new(source),
                 platform.cache.clone(),
                 &tokens.issuer,
                 &tokens.audience,
                 false,
-            ))
+            )))
+        } else {
+            None
         };
-        // Processes whose cache is private learn about revoked tokens from the bus.
-        platform
-            .bus
-            .subscribe(
-                Subscription::broadcast(EVENTS_EXCHANGE, "authn", &["user.updated", "user.deleted"]),
-                Arc::new(ForgetChangedUsers(authn.clone())),
-            )
-            .await;
-        let ctx = ServiceContext { platform: platform.clone(), authn, shutdown: shutdown.clone() };
+        if let Some(authn) = &authn {
+            // Processes whose cache is private learn about revoked tokens from the bus.
+            platform
+                .bus
+                .subscribe(
+                    Subscription::broadcast(EVENTS_EXCHANGE, "authn", &["user.updated", "user.deleted"]),
+                    Arc::new(ForgetChangedUsers(authn.clone())),
+                )
+                .await;
+        }
+        let ctx = authn.map(|authn| ServiceContext { platform: platform.clone(), authn, shutdown: shutdown.clone() });
 
-        if services.contains(&Service::Inference) {
-            let inference =
-                ollamanet_inference::start(&ctx, &config.inference, None, Arc::new(ollamanet_inference::Open))
-                    .await
-                    .context("starting the inference service")?;
+        let mut engine_stats = None;
+        let mut local_engine = None;
+        if services.contains(&Service::Engine) {
+            let engine = ollamanet_engine::start(&platform, &config.engine, shutdown.clone())
+                .await
+                .context("starting the engine")?;
+            local_engine = Some(Upstream::in_process(engine.handle.router.clone()));
+            engine_stats = Some(engine.stats);
+            handles.push(engine.handle);
+        } else if announce_engine {
+            bail!("--announce announces this process's engine: add engine to --only");
+        }
+        if let Some(ctx) = ctx.as_ref().filter(|_| services.contains(&Service::Inference)) {
+            let inference = ollamanet_inference::start(
+                ctx,
+                &config.inference,
+                local_engine.clone(),
+                Arc::new(ollamanet_inference::Open),
+            )
+            .await
+            .context("starting the inference service")?;
             handles.push(inference.handle);
         }
 
@@ -167,8 +200,20 @@ impl App {
                 announcers.push(registry::announce(platform.bus.clone(), hb, shutdown.clone()).await);
             }
         }
+        if let Some(engine) = local_engine.filter(|_| announce_engine) {
+            let Some(url) = &config.advertise_url else {
+                bail!("--announce needs the URL inference services reach this engine at: set advertise_url");
+            };
+            announcers.push(ollamanet_inference::discovery::announce(
+                platform.bus.clone(),
+                url.clone(),
+                ollama_api::OllamaClient::new(engine),
+                Some(config.engine.parallel),
+                shutdown.clone(),
+            ));
+        }
 
-        let router = if services.contains(&Service::Gateway) {
+        let router = if let Some(ctx) = ctx.as_ref().filter(|_| services.contains(&Service::Gateway)) {
             let mut upstreams: HashMap<String, Upstream> =
                 handles.iter().map(|h| (h.name.to_owned(), Upstream::in_process(h.router.clone()))).collect();
             let table = ollamanet_gateway::load_table(&config.gateway)?;
@@ -183,8 +228,8 @@ impl App {
             }
             let docs = handles.iter().map(|h| h.openapi.clone()).collect();
             let ops = kit::http::ops_routes("gateway", readiness);
-            let (gateway, _) = ollamanet_gateway::start(&ctx, &config.gateway, upstreams, docs, ops)
-                .context("starting the gateway")?;
+            let (gateway, _) =
+                ollamanet_gateway::start(ctx, &config.gateway, upstreams, docs, ops).context("starting the gateway")?;
             gateway
         } else {
             // Without the gateway, the process serves its services' routes directly (split mode).
@@ -202,11 +247,16 @@ impl App {
                     .route("/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) })),
             )
         };
-        Ok(App { router, platform, shutdown, services, handles, announcers })
+        Ok(App { router, platform, shutdown, services, handles, announcers, engine: engine_stats })
     }
 
     pub fn services(&self) -> &[Service] {
         &self.services
+    }
+
+    /// The engine's counters, when this process runs the engine.
+    pub fn engine(&self) -> Option<&ollamanet_engine::EngineStats> {
+        self.engine.as_ref()
     }
 
     /// Serves until the shutdown token is cancelled, then drains and closes connections to the

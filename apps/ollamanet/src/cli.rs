@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use kit::config::Platform;
 use tokio::net::TcpListener;
 
-use crate::app::{App, Hooks, Service};
+use crate::app::{App, Options, Service};
 use crate::config::{self, Overrides};
 
 #[derive(Debug, Parser)]
@@ -34,6 +34,28 @@ pub enum Command {
     /// Show the gateway's route table.
     #[command(subcommand)]
     Routes(RoutesCommand),
+    /// Manage the embedded engine's models.
+    Models {
+        #[command(subcommand)]
+        command: crate::models::ModelsCommand,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Announce an Ollama server (e.g. on a notebook behind a tunnel) to the platform's inference
+    /// services over RabbitMQ, with heartbeats listing its models, until stopped.
+    Announce(AnnounceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AnnounceArgs {
+    /// The URL inference services reach the server at.
+    #[arg(long)]
+    pub url: String,
+    /// Generations the server runs at once (default: the inference service's node_capacity).
+    #[arg(long)]
+    pub capacity: Option<usize>,
+    #[command(flatten)]
+    pub common: Common,
 }
 
 #[derive(Debug, Args)]
@@ -45,9 +67,13 @@ pub struct Common {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Services to run in this process, comma-separated (gateway, auth). Default: all.
+    /// Services to run in this process, comma-separated (gateway, auth, inference, engine).
+    /// Default: all.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<Service>,
+    /// Announce this process's engine to inference services over RabbitMQ (at advertise_url).
+    #[arg(long)]
+    pub announce: bool,
     /// Address to listen on (default 127.0.0.1:8080).
     #[arg(long)]
     pub listen: Option<String>,
@@ -99,7 +125,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if config.advertise_url.is_none() && !addr.ip().is_unspecified() {
                 config.advertise_url = Some(format!("http://{addr}"));
             }
-            let app = App::build(&config, &services, Hooks::default()).await?;
+            let options = Options { announce_engine: args.announce, ..Options::default() };
+            let app = App::build(&config, &services, options).await?;
             kit::server::shutdown_on_signals(app.shutdown.clone());
             let names: Vec<_> = app.services().iter().map(|s| s.name()).collect();
             tracing::info!(services = %names.join(","), "OllamaNet listening on http://{addr}");
@@ -134,6 +161,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{id}");
             Ok(())
         }
+        Command::Models { command, common } => {
+            let config =
+                config::load(cli.config.as_deref(), &Overrides { data_dir: common.data_dir, ..Default::default() })?;
+            kit::telemetry::init_logging(config.infra.log.format, "warn");
+            crate::models::run(command, &config.infra.data_dir, &config.engine).await
+        }
+        Command::Announce(args) => announce(cli.config.as_deref(), args).await,
         Command::Routes(RoutesCommand::Print(common)) => {
             let config =
                 config::load(cli.config.as_deref(), &Overrides { data_dir: common.data_dir, ..Default::default() })?;
@@ -154,4 +188,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn announce(config_file: Option<&std::path::Path>, args: AnnounceArgs) -> anyhow::Result<()> {
+    let config = config::load(config_file, &Overrides { data_dir: args.common.data_dir, ..Default::default() })?;
+    kit::telemetry::init_logging(config.infra.log.format, &config.infra.log.level);
+    if config.infra.amqp_url.is_none() {
+        bail!("announcing needs the platform's RabbitMQ: set AMQP_URL");
+    }
+    let upstream = kit::upstream::Upstream::http(std::slice::from_ref(&args.url)).context("--url")?;
+    let platform = Platform::new(config.infra.clone(), "announce")?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    kit::server::shutdown_on_signals(shutdown.clone());
+    // The first announcement matters most (the fleet learns the URL from it): send it connected.
+    if tokio::time::timeout(std::time::Duration::from_secs(10), platform.bus.wait_connected()).await.is_err() {
+        tracing::warn!("RabbitMQ is not reachable yet; announcing as soon as it is");
+    }
+    let capacity = args.capacity.unwrap_or(config.inference.node_capacity);
+    tracing::info!(url = %args.url, "announcing until stopped");
+    let task = ollamanet_inference::discovery::announce(
+        platform.bus.clone(),
+        args.url,
+        ollama_api::OllamaClient::new(upstream),
+        Some(capacity),
+        shutdown,
+    );
+    task.await.context("the announcer stopped")?;
+    platform.bus.close().await;
+    Ok(())
 }

@@ -9,6 +9,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use kit::config::InfraConfig;
 use ollamanet_auth::AuthConfig;
+use ollamanet_engine::EngineConfig;
 use ollamanet_gateway::GatewayConfig;
 use ollamanet_inference::InferenceConfig;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -32,6 +33,7 @@ pub struct AppConfig {
     pub auth: AuthConfig,
     pub gateway: GatewayConfig,
     pub inference: InferenceConfig,
+    pub engine: EngineConfig,
 }
 
 impl Default for AppConfig {
@@ -44,6 +46,7 @@ impl Default for AppConfig {
             auth: AuthConfig::default(),
             gateway: GatewayConfig::default(),
             inference: InferenceConfig::default(),
+            engine: EngineConfig::default(),
         }
     }
 }

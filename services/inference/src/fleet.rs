@@ -210,6 +210,9 @@ pub fn same_model(a: &str, b: &str) -> bool {
 #[derive(Default)]
 pub struct Fleet {
     nodes: RwLock<Vec<Arc<Node>>>,
+    /// Wakes the watcher when nodes join or leave, so that capacity follows at once rather
+    /// than at the next probe.
+    changed: tokio::sync::Notify,
 }
 
 impl Fleet {
@@ -229,11 +232,13 @@ impl Fleet {
         }
         let node = Arc::new(Node::new(id.to_owned(), source, upstream, capacity));
         nodes.push(node.clone());
+        self.changed.notify_one();
         node
     }
 
     pub fn remove(&self, id: &str) {
         self.nodes.write().unwrap_or_else(|e| e.into_inner()).retain(|n| n.id != id);
+        self.changed.notify_one();
     }
 
     /// Probes one node now.
@@ -316,6 +321,7 @@ impl Fleet {
             on_change(&self);
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
+                _ = self.changed.notified() => {}
                 _ = stop.cancelled() => return,
             }
         }

@@ -26,7 +26,6 @@ struct Node {
 
 pub struct FakeOllama {
     pub url: String,
-    pub name: String,
     models: Arc<Mutex<Vec<String>>>,
     gate: Option<Arc<Notify>>,
     generations: Arc<Mutex<usize>>,
@@ -69,7 +68,6 @@ impl FakeOllama {
         ));
         Self {
             url,
-            name: name.to_owned(),
             models: node.models,
             gate: node.gate,
             generations: node.generations,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kit::testing::TestInfra;
-use ollamanet::app::{App, Hooks, Service};
+use ollamanet::app::{App, Hooks, Options, Service};
 use ollamanet::config::{AppConfig, Urls};
 use ollamanet_auth::RecordingMailer;
 use reqwest::{Method, StatusCode};
@@ -16,6 +16,10 @@ use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
 pub const PASSWORD: &str = "correct horse battery staple";
+
+/// The platform without its embedded engine: for tests whose engines are other processes or
+/// test doubles.
+pub const WITHOUT_ENGINE: &[Service] = &[Service::Gateway, Service::Auth, Service::Inference];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -32,6 +36,8 @@ pub struct Deployment {
     pub client: reqwest::Client,
     /// Mail the platform sent (all-in-one only: a split process logs its mail).
     pub mail: Option<Arc<RecordingMailer>>,
+    /// The embedded engine's counters (all-in-one with the engine only).
+    pub engine: Option<ollamanet_engine::EngineStats>,
     shutdown: Option<CancellationToken>,
     _children: Vec<Child>,
 }
@@ -79,9 +85,15 @@ impl Deployment {
     }
 
     async fn in_process(infra: TestInfra, config: AppConfig) -> Self {
+        Self::in_process_with(infra, config, &Service::ALL).await
+    }
+
+    /// The given services in this test process.
+    pub async fn in_process_with(infra: TestInfra, config: AppConfig, services: &[Service]) -> Self {
         let mail = Arc::new(RecordingMailer::default());
-        let hooks = Hooks { mailer: Some(mail.clone()) };
-        let app = App::build(&config, &Service::ALL, hooks).await.expect("build app");
+        let options = Options { hooks: Hooks { mailer: Some(mail.clone()) }, ..Options::default() };
+        let app = App::build(&config, services, options).await.expect("build app");
+        let engine = app.engine().cloned();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = app.shutdown.clone();
@@ -92,6 +104,7 @@ impl Deployment {
             config,
             client: client(),
             mail: Some(mail),
+            engine,
             shutdown: Some(shutdown),
             _children: Vec::new(),
         }
@@ -108,9 +121,15 @@ impl Deployment {
             config: gw_config,
             client: client(),
             mail: None,
+            engine: None,
             shutdown: None,
             _children: vec![auth, gateway],
         }
+    }
+
+    /// The test's backends and data directory.
+    pub fn infra(&self) -> &TestInfra {
+        &self._infra
     }
 
     pub fn at(&self, path: &str) -> String {
@@ -179,10 +198,17 @@ impl Deployment {
 /// Starts `ollamanet serve --only <service>` on a free port with `config` and returns the child
 /// and its base URL.
 pub async fn spawn_process(infra: &TestInfra, config: &AppConfig, service: &str) -> (Child, String) {
-    let file = infra.data_dir().join(format!("{service}-{}.toml", uuid_suffix()));
+    spawn_serve(infra, config, &["--only", service]).await
+}
+
+/// `ollamanet serve ARGS` on a free port with `config`; returns the process and its URL.
+pub async fn spawn_serve(infra: &TestInfra, config: &AppConfig, args: &[&str]) -> (Child, String) {
+    let service = args.join(" ");
+    let file = infra.data_dir().join(format!("serve-{}.toml", uuid_suffix()));
     std::fs::write(&file, ollamanet::config::to_toml(config, false)).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ollamanet"))
-        .args(["--config", file.to_str().unwrap(), "serve", "--only", service, "--listen", "127.0.0.1:0"])
+        .args(["--config", file.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
+        .args(args)
         .env_remove("DATABASE_URL")
         .env_remove("REDIS_URL")
         .env_remove("AMQP_URL")
@@ -199,7 +225,7 @@ pub async fn spawn_process(infra: &TestInfra, config: &AppConfig, service: &str)
                 return addr.to_owned();
             }
         }
-        panic!("ollamanet serve --only {service} exited before listening");
+        panic!("ollamanet serve {service} exited before listening");
     })
     .await
     .expect("process started in time");
@@ -208,4 +234,15 @@ pub async fn spawn_process(infra: &TestInfra, config: &AppConfig, service: &str)
 
 fn uuid_suffix() -> String {
     uuid::Uuid::now_v7().simple().to_string()[24..].to_owned()
+}
+
+/// Waits until `check` holds, checking every 100 ms for at most 30 s.
+pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..300 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what} did not happen within 30 s");
 }

@@ -13,7 +13,7 @@ use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::fake_ollama::FakeOllama;
-use crate::helpers::{Deployment, Mode, base_config};
+use crate::helpers::{Deployment, WITHOUT_ENGINE, base_config};
 
 fn with_nodes(infra: &TestInfra, nodes: &[&FakeOllama]) -> AppConfig {
     let mut config = base_config(infra);
@@ -26,8 +26,8 @@ async fn deployment(nodes: &[&FakeOllama], tweak: impl FnOnce(&mut AppConfig)) -
     let infra = TestInfra::new().await;
     let mut config = with_nodes(&infra, nodes);
     tweak(&mut config);
-    let d = Deployment::start_with(Mode::AllInOne, infra, config).await;
-    wait_for_models(&d, nodes.iter().map(|n| n.name.as_str()).count()).await;
+    let d = Deployment::in_process_with(infra, config, WITHOUT_ENGINE).await;
+    wait_for_models(&d, nodes.len()).await;
     d
 }
 
@@ -320,7 +320,7 @@ async fn an_announced_node_is_used_within_a_second() {
     // The fake node listens on 127.0.0.1: this deployment accepts private targets.
     config.inference.announce_policy.allow_private = true;
     let bus_config = config.infra.clone();
-    let d = Deployment::start_with(Mode::AllInOne, infra, config).await;
+    let d = Deployment::in_process_with(infra, config, WITHOUT_ENGINE).await;
     let token = d.user_token("ann").await;
 
     let started = Instant::now();
@@ -348,7 +348,7 @@ async fn an_announced_private_address_is_refused() {
     let config = base_config(&infra);
     assert!(!config.inference.announce_policy.allow_private);
     let bus_config = config.infra.clone();
-    let d = Deployment::start_with(Mode::AllInOne, infra, config).await;
+    let d = Deployment::in_process_with(infra, config, WITHOUT_ENGINE).await;
     let admin = d.admin_token("root").await;
 
     announce(&bus_config, &node, &["delta:latest"]).await;

@@ -3,7 +3,6 @@
 //! test can "stop" Redis, RabbitMQ or Postgres without disturbing tests running beside it.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use kit::bus::{EVENTS_EXCHANGE, Handler, HandlerError, Message, Subscription};
@@ -13,7 +12,7 @@ use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::helpers::{Deployment, Mode, base_config};
+use crate::helpers::{Deployment, Mode, base_config, eventually};
 
 /// Forwards TCP to `target` while up; when down, drops every connection and refuses new ones.
 struct FaultProxy {
@@ -73,16 +72,6 @@ fn host_port(url: &str, default_port: u16) -> String {
     let authority = rest.split('/').next().unwrap();
     let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     if host.contains(':') { host.to_owned() } else { format!("{host}:{default_port}") }
-}
-
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    for _ in 0..300 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{what} did not happen within 30 s");
 }
 
 async fn ready_status(d: &Deployment) -> (StatusCode, Value) {

