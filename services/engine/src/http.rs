@@ -302,7 +302,7 @@ fn load_response(model: &str, chat: bool, p: Preload) -> Value {
     v
 }
 
-async fn generate(State(state): State<AppState>, raw: Body) -> Result<Response, Failure> {
+pub(crate) async fn generate(State(state): State<AppState>, raw: Body) -> Result<Response, Failure> {
     let req: GenerateRequest = body(raw).await?;
     if req.model.is_empty() {
         return Err(Failure::bad_request("model is required"));
@@ -332,7 +332,7 @@ async fn generate(State(state): State<AppState>, raw: Body) -> Result<Response, 
     })
 }
 
-async fn chat(State(state): State<AppState>, raw: Body) -> Result<Response, Failure> {
+pub(crate) async fn chat(State(state): State<AppState>, raw: Body) -> Result<Response, Failure> {
     let req: ChatRequest = body(raw).await?;
     if req.model.is_empty() {
         return Err(Failure::bad_request("model is required"));
@@ -397,7 +397,7 @@ pub fn finish_vector(mut v: Vec<f32>, dimensions: Option<usize>) -> Vec<f32> {
     crate::llm::normalize(v)
 }
 
-async fn embed(State(state): State<AppState>, raw: Body) -> Result<Response, Failure> {
+pub(crate) async fn embed(State(state): State<AppState>, raw: Body) -> Result<Response, Failure> {
     let started = Instant::now();
     let req: EmbedRequest = body(raw).await?;
     if req.model.is_empty() {
@@ -510,7 +510,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Failure> + Se
     tokio::task::spawn_blocking(f).await.map_err(|e| Failure::internal(e.to_string()))?
 }
 
-async fn tags(State(state): State<AppState>) -> Result<Response, Failure> {
+pub(crate) async fn tags(State(state): State<AppState>) -> Result<Response, Failure> {
     let st = state.clone();
     let models = blocking(move || {
         let entries = st.store.list().map_err(|e| Failure::internal(e.to_string()))?;
@@ -542,7 +542,7 @@ struct ShowRequest {
     verbose: bool,
 }
 
-async fn show(State(state): State<AppState>, raw: Body) -> Result<Response, Failure> {
+pub(crate) async fn show(State(state): State<AppState>, raw: Body) -> Result<Response, Failure> {
     let req: ShowRequest = body(raw).await?;
     let model = if req.model.is_empty() { req.name } else { req.model };
     if model.is_empty() {

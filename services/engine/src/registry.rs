@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -16,22 +15,7 @@ use crate::name::{DEFAULT_HOST, ModelName};
 use crate::store::{Layer, MANIFEST_MEDIA_TYPE, Manifest, Store, StoreError};
 
 /// One line of Ollama's pull progress.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Progress {
-    pub status: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub digest: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub total: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub completed: Option<u64>,
-}
-
-impl Progress {
-    pub fn status(s: impl Into<String>) -> Self {
-        Self { status: s.into(), ..Self::default() }
-    }
-}
+pub use ollama_api::types::ProgressResponse as Progress;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
@@ -109,7 +93,7 @@ pub async fn pull(
         if final_path.is_file() {
             progress(Progress {
                 status,
-                digest: Some(layer.digest.clone()),
+                digest: layer.digest.clone(),
                 total: Some(layer.size),
                 completed: Some(layer.size),
             });
@@ -151,7 +135,7 @@ async fn download(
     }
     let report = |completed: u64| Progress {
         status: status.to_owned(),
-        digest: Some(layer.digest.clone()),
+        digest: layer.digest.clone(),
         total: Some(layer.size),
         completed: Some(completed),
     };

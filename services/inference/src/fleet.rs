@@ -213,6 +213,8 @@ pub struct Fleet {
     /// Wakes the watcher when nodes join or leave, so that capacity follows at once rather
     /// than at the next probe.
     changed: tokio::sync::Notify,
+    /// Becomes true once the nodes known at start have been probed.
+    probed: tokio::sync::watch::Sender<bool>,
 }
 
 impl Fleet {
@@ -239,6 +241,11 @@ impl Fleet {
     pub fn remove(&self, id: &str) {
         self.nodes.write().unwrap_or_else(|e| e.into_inner()).retain(|n| n.id != id);
         self.changed.notify_one();
+    }
+
+    /// Returns once the first round of probes is done (at once after that).
+    pub async fn first_probe(&self) {
+        let _ = self.probed.subscribe().wait_for(|done| *done).await;
     }
 
     /// Probes one node now.
@@ -319,6 +326,7 @@ impl Fleet {
             futures::future::join_all(nodes.iter().map(|n| n.probe())).await;
             self.expire(expiry);
             on_change(&self);
+            self.probed.send_replace(true);
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
                 _ = self.changed.notified() => {}

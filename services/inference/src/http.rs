@@ -19,11 +19,11 @@ use bytes::Bytes;
 use futures::StreamExt;
 use kit::authn::{Admin, Authenticator, CurrentUser, Identity};
 use kit::http::Path;
+use ollama_api::ndjson;
 use ollama_api::openai::{self, convert};
 use ollama_api::types::{
     ChatResponse, EmbedResponse, GenerateResponse, ListResponse, ModelEntry, PsResponse, ShowRequest,
 };
-use ollama_api::{ndjson, sse};
 use serde::{Deserialize, Serialize};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -293,27 +293,6 @@ async fn native_json<T: serde::de::DeserializeOwned>(relayed: Relayed) -> Result
     serde_json::from_slice(&bytes).map_err(|e| FaceError::new(Face::OpenAi, StatusCode::BAD_GATEWAY, e.to_string()))
 }
 
-/// Re-frames a native NDJSON stream as OpenAI server-sent events.
-fn sse_response<T, C, F>(relayed: Relayed, mut convert: F) -> Response
-where
-    T: serde::de::DeserializeOwned + Send + 'static,
-    C: Serialize,
-    F: FnMut(&T) -> Vec<C> + Send + 'static,
-{
-    let items = ndjson::decode::<T, _, _, _>(relayed.body.into_stream());
-    let frames = items
-        .map(move |item| match item {
-            Ok(native) => convert(&native).iter().filter_map(|c| sse::encode(c).ok()).collect::<Vec<_>>(),
-            Err(e) => sse::encode(&openai::ErrorResponse::new(502, e.to_string())).into_iter().collect(),
-        })
-        .flat_map(futures::stream::iter)
-        .chain(futures::stream::once(async { sse::done() }))
-        .map(Ok::<_, std::convert::Infallible>);
-    let mut res = Response::new(axum::body::Body::from_stream(frames));
-    res.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(sse::CONTENT_TYPE));
-    res
-}
-
 /// Chat completions, OpenAI-compatible (exposed as `POST /v1/chat/completions`).
 #[utoipa::path(post, path = "/ollama/v1/chat/completions", tag = "openai", request_body = Object,
     responses((status = 200, description = "`chat.completion`, or server-sent `chat.completion.chunk`s")))]
@@ -328,7 +307,9 @@ async fn openai_chat(State(s): State<AppState>, CurrentUser(who): CurrentUser, b
         let id = convert::new_id("chatcmpl");
         if streaming {
             let mut chunks = convert::ChatStream::new(id, convert::unix_now(), usage);
-            return Ok(sse_response::<ChatResponse, _, _>(relayed, move |r| chunks.convert(r)));
+            return Ok(openai::sse_response::<ChatResponse, _, _, _>(relayed.body.into_stream(), move |r| {
+                chunks.convert(r)
+            }));
         }
         let answer: ChatResponse = native_json(relayed).await?;
         Ok(Json(convert::chat_completion(&id, answer)).into_response())
@@ -350,7 +331,9 @@ async fn openai_completions(State(s): State<AppState>, CurrentUser(who): Current
         let id = convert::new_id("cmpl");
         if streaming {
             let mut chunks = convert::CompletionStream::new(id, convert::unix_now(), usage);
-            return Ok(sse_response::<GenerateResponse, _, _>(relayed, move |r| chunks.convert(r)));
+            return Ok(openai::sse_response::<GenerateResponse, _, _, _>(relayed.body.into_stream(), move |r| {
+                chunks.convert(r)
+            }));
         }
         let answer: GenerateResponse = native_json(relayed).await?;
         Ok(Json(convert::completion(&id, answer)).into_response())

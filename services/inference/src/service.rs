@@ -27,6 +27,9 @@ pub struct Service {
 
 /// The one `{"queue_position": n}` line a streaming caller that asked for queue events gets
 /// each time its place changes.
+/// How long a request waits for the fleet's first probes after the service started.
+const FIRST_PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn position_line(position: usize) -> Bytes {
     Bytes::from(format!("{{\"queue_position\":{position}}}\n"))
 }
@@ -40,6 +43,10 @@ impl Service {
         }
         if !self.access.allowed(who, model).await {
             return Err(FaceError::not_found(face, model));
+        }
+        if self.fleet.candidates(model).is_empty() {
+            // Right after start nothing is known yet: wait for the first probes, not refuse.
+            let _ = tokio::time::timeout(FIRST_PROBE_WAIT, self.fleet.first_probe()).await;
         }
         if self.fleet.candidates(model).is_empty() {
             if self.fleet.capacity() == 0 {

@@ -146,7 +146,18 @@ async fn slow_smollm2_knows_the_capital_of_france_through_the_platform() {
         "messages": [{"role": "user", "content": "What is the capital of France?"}],
         "options": {"temperature": 0, "num_predict": 64},
     });
-    let (status, body) = d.call(Method::POST, "/ollama/api/chat", Some(&token), Some(ask)).await;
+    // A real model on a loaded machine: more time than the default client's.
+    let res = d
+        .client
+        .post(d.at("/ollama/api/chat"))
+        .bearer_auth(&token)
+        .json(&ask)
+        .timeout(Duration::from_secs(300))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    let body: Value = res.json().await.unwrap();
     assert_eq!(status, StatusCode::OK, "{body}");
     let answer = body["message"]["content"].as_str().unwrap();
     assert!(answer.contains("Paris"), "{answer:?}");
@@ -204,32 +215,32 @@ async fn two_engine_processes_route_by_model_and_survive_a_death() {
     assert!(ps_names(&url_two).await.contains(&"shared:latest".to_owned()), "the second stream went to node two");
 
     two.kill().await.unwrap();
-    let killed = Instant::now();
+    // What node two sent before dying may still be in flight; after that its stream ends, while
+    // the other goes on.
     let mut alive = 0;
     for stream in [&mut first, &mut second] {
-        let mut chunks = 0;
-        while chunks < 20 {
-            match tokio::time::timeout(Duration::from_secs(10), stream.chunk()).await {
-                Ok(Ok(Some(_))) => chunks += 1,
-                _ => break,
+        let until = tokio::time::Instant::now() + Duration::from_secs(2);
+        let ended = loop {
+            match tokio::time::timeout_at(until, stream.chunk()).await {
+                Ok(Ok(Some(_))) => continue,
+                Ok(_) => break true,
+                Err(_) => break false,
             }
-        }
-        if chunks == 20 {
+        };
+        if !ended {
             alive += 1;
         }
     }
     assert_eq!(alive, 1, "the stream on the surviving node goes on; the other one ends");
 
-    // New requests reach the survivor right away.
+    // New requests reach the survivor right away (a refused connection is retried on another
+    // node before the first byte).
     for _ in 0..3 {
+        let started = Instant::now();
         let (status, body) = d.call(Method::POST, "/ollama/api/chat", Some(&token), Some(chat("shared", 2))).await;
         assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(started.elapsed() < Duration::from_secs(1), "a request after the death took {:?}", started.elapsed());
     }
-    assert!(killed.elapsed() < Duration::from_secs(5), "took {:?}", killed.elapsed());
-    let fast = Instant::now();
-    let (status, _) = d.call(Method::POST, "/ollama/api/chat", Some(&token), Some(chat("shared", 1))).await;
-    assert_eq!(status, StatusCode::OK);
-    assert!(fast.elapsed() < Duration::from_secs(1), "a request after the death took {:?}", fast.elapsed());
 }
 
 /// `serve --only engine --announce` and `ollamanet announce --url` put engines into the fleet

@@ -66,14 +66,7 @@ impl FakeOllama {
             stop.clone(),
             kit::server::ServeOptions { drain_timeout: std::time::Duration::ZERO, ..Default::default() },
         ));
-        Self {
-            url,
-            models: node.models,
-            gate: node.gate,
-            generations: node.generations,
-            stop,
-            server,
-        }
+        Self { url, models: node.models, gate: node.gate, generations: node.generations, stop, server }
     }
 
     /// Lets every held stream continue.

@@ -7,6 +7,8 @@
 
 pub mod convert;
 
+use futures::{Stream, StreamExt};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -40,6 +42,30 @@ impl ErrorResponse {
         };
         Self { error: ErrorBody { message: message.into(), kind: kind.to_owned(), param: None, code: None } }
     }
+}
+
+/// Serves a native NDJSON answer on the OpenAI face: each native object becomes the chunks
+/// `convert` makes of it (e.g. [`convert::ChatStream::convert`]), each sent as a server-sent event
+/// as soon as it is decoded; an error in the native stream becomes an error event; `[DONE]` ends
+/// it. Used by every OpenAI face of the platform over its native answers.
+pub fn sse_response<T, C, F, S>(native: S, mut convert: F) -> axum::response::Response
+where
+    T: DeserializeOwned + Send + 'static,
+    C: Serialize,
+    F: FnMut(&T) -> Vec<C> + Send + 'static,
+    S: Stream<Item = Result<bytes::Bytes, axum::Error>> + Send + 'static,
+{
+    let frames = crate::ndjson::decode::<T, _, _, _>(native)
+        .map(move |item| match item {
+            Ok(native) => convert(&native).iter().filter_map(|c| crate::sse::encode(c).ok()).collect::<Vec<_>>(),
+            Err(e) => crate::sse::encode(&ErrorResponse::new(502, e.to_string())).into_iter().collect(),
+        })
+        .flat_map(futures::stream::iter)
+        .chain(futures::stream::once(async { crate::sse::done() }))
+        .map(Ok::<_, std::convert::Infallible>);
+    let mut res = axum::response::Response::new(axum::body::Body::from_stream(frames));
+    res.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(crate::sse::CONTENT_TYPE));
+    res
 }
 
 /// `POST /v1/chat/completions` request. `tool_choice`, `logit_bias`, `user` and `n` are not

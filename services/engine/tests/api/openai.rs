@@ -35,11 +35,13 @@ async fn chat_completions_stream_with_usage_and_done() {
     assert_eq!(total, usage["usage"]["prompt_tokens"].as_u64().unwrap() + 5);
     let (fin, text_chunks) = rest.split_last().unwrap();
     assert_eq!(fin["choices"][0]["finish_reason"], "length");
-    for c in text_chunks {
+    for (i, c) in text_chunks.iter().enumerate() {
         assert_eq!(c["object"], "chat.completion.chunk");
         assert!(c["id"].as_str().unwrap().starts_with("chatcmpl-"));
+        assert_eq!(c["id"], text_chunks[0]["id"], "one id per completion");
         assert_eq!(c["model"], TINY);
-        assert_eq!(c["choices"][0]["delta"]["role"], "assistant");
+        let role = if i == 0 { json!("assistant") } else { Value::Null };
+        assert_eq!(c["choices"][0]["delta"]["role"], role, "the first chunk carries the role");
         assert!(c["choices"][0]["finish_reason"].is_null());
     }
 
@@ -64,7 +66,10 @@ async fn completions_models_and_errors() {
     assert_eq!(res.body["object"], "text_completion");
     assert!(res.body["id"].as_str().unwrap().starts_with("cmpl-"));
     assert_eq!(res.body["usage"]["completion_tokens"], 3);
-    assert_eq!(res.body["usage"]["prompt_tokens"], 3, "the prompt is raw");
+    assert!(
+        res.body["usage"]["prompt_tokens"].as_u64().unwrap() > 3,
+        "the model's template wraps the prompt, as in Ollama"
+    );
 
     let res =
         e.post("/v1/completions", &json!({"model": TINY, "prompt": "abc", "max_tokens": 2, "stream": true})).await;
