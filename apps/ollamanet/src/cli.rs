@@ -60,8 +60,8 @@ pub struct AnnounceArgs {
 
 #[derive(Debug, Args)]
 pub struct Common {
-    /// Directory for SQLite databases and other local state.
-    #[arg(long)]
+    /// Directory for SQLite databases, models and other local state.
+    #[arg(long, global = true)]
     pub data_dir: Option<PathBuf>,
 }
 
