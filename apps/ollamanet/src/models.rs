@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::Subcommand;
 use ollamanet_engine::{EngineConfig, ModelSummary, Progress};
 
@@ -37,11 +37,15 @@ pub async fn run(command: ModelsCommand, data_dir: &Path, config: &EngineConfig)
     match command {
         ModelsCommand::List => print_table(&ollamanet_engine::list(data_dir, config).await?),
         ModelsCommand::Import { file: Some(file), safetensors: None, name } => {
-            let model = ollamanet_engine::import(data_dir, config, &file, &name).await?;
+            let model = ollamanet_engine::import(data_dir, config, &file, &name)
+                .await
+                .with_context(|| format!("importing {}", file.display()))?;
             eprintln!("imported {}", model.name);
         }
         ModelsCommand::Import { file: None, safetensors: Some(dir), name } => {
-            let model = ollamanet_engine::import_safetensors(data_dir, config, &dir, &name).await?;
+            let model = ollamanet_engine::import_safetensors(data_dir, config, &dir, &name)
+                .await
+                .with_context(|| format!("converting {}", dir.display()))?;
             eprintln!("imported {}", model.name);
         }
         ModelsCommand::Import { .. } => bail!("give a GGUF file or --safetensors DIR, not both"),

@@ -18,7 +18,7 @@ const LARGE_ARRAY: u64 = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GgufError {
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] io::Error),
     #[error("not a GGUF file")]
     BadMagic,
@@ -287,7 +287,11 @@ impl GgufFile {
 
     pub fn read_from<R: Read>(r: &mut R, full: bool) -> Result<Self, GgufError> {
         let mut magic = [0u8; 4];
-        r.read_exact(&mut magic)?;
+        match r.read_exact(&mut magic) {
+            // A file shorter than the magic is not GGUF either.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(GgufError::BadMagic),
+            other => other?,
+        }
         if &magic != MAGIC {
             return Err(GgufError::BadMagic);
         }

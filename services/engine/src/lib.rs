@@ -38,17 +38,17 @@ const NAME: &str = "engine";
 pub enum EngineError {
     #[error("configuration: {0}")]
     Config(String),
-    #[error("model store: {0}")]
+    #[error(transparent)]
     Store(#[from] store::StoreError),
     #[error("llama.cpp: {0}")]
     Backend(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Pull(#[from] registry::PullError),
-    #[error("{0}")]
+    #[error(transparent)]
     Name(#[from] name::InvalidName),
-    #[error("{0}")]
+    #[error(transparent)]
     Gguf(#[from] gguf::GgufError),
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Other(String),

@@ -25,9 +25,9 @@ pub enum PullError {
     Http(String),
     #[error("digest mismatch, file must be downloaded again: want {want}, got {got}")]
     DigestMismatch { want: String, got: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Invalid(String),

@@ -49,7 +49,7 @@ pub struct SchedConfig {
 pub enum SchedError {
     #[error("server busy, please try again.  maximum pending requests exceeded")]
     Busy,
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
     Load(String),

@@ -32,7 +32,7 @@ pub const LICENSE_MEDIA_TYPE: &str = "application/vnd.ollama.image.license";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] io::Error),
     #[error("model \"{0}\" not found")]
     NotFound(String),
@@ -40,7 +40,7 @@ pub enum StoreError {
     InvalidDigest(String),
     #[error("digest mismatch: expected {expected}, got {actual}")]
     DigestMismatch { expected: String, actual: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Gguf(#[from] gguf::GgufError),
     #[error("malformed manifest for {0}: {1}")]
     Manifest(String, String),

@@ -96,3 +96,41 @@ async fn users_create_makes_an_admin_who_can_sign_in() {
     assert_eq!(login["user"]["id"], id);
     assert!(login["user"]["roles"].as_array().unwrap().iter().any(|r| r == "Admin"));
 }
+
+#[test]
+fn models_import_list_and_remove() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let file = dir.path().join("tiny.gguf");
+    ollamanet_engine::write_tiny_llama(&file, 9).unwrap();
+    let run = |args: &[&str]| {
+        let out = ollamanet().args(["models"]).args(args).args(["--data-dir", data]).output().unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        (out.status.success(), stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+
+    let (ok, _, err) = run(&["import", file.to_str().unwrap(), "--name", "team/tiny:v1"]);
+    assert!(ok, "{err}");
+    assert!(err.contains("imported team/tiny:v1"), "{err}");
+    let (ok, list, _) = run(&["list"]);
+    assert!(ok);
+    assert!(list.lines().any(|l| l.starts_with("team/tiny:v1") && l.contains("KB")), "{list}");
+
+    let (ok, _, err) = run(&["import", "/no/such/file.gguf", "--name", "x"]);
+    assert!(!ok);
+    assert_eq!(err.trim(), "error: importing /no/such/file.gguf: No such file or directory (os error 2)");
+    let not_gguf = dir.path().join("notes.txt");
+    std::fs::write(&not_gguf, "hi").unwrap();
+    let (ok, _, err) = run(&["import", not_gguf.to_str().unwrap(), "--name", "x"]);
+    assert!(!ok);
+    assert!(err.trim().ends_with("not a GGUF file"), "{err}");
+    let (ok, _, err) = run(&["import", file.to_str().unwrap(), "--name", "../escape"]);
+    assert!(!ok, "a name that is not a model name is refused: {err}");
+
+    let (ok, _, err) = run(&["rm", "team/tiny:v1"]);
+    assert!(ok, "{err}");
+    let (_, list, _) = run(&["list"]);
+    assert!(!list.contains("team/tiny"), "{list}");
+    let blobs = std::fs::read_dir(dir.path().join("models/blobs")).unwrap().count();
+    assert_eq!(blobs, 0, "removing the only model removes its blobs");
+}
