@@ -59,7 +59,9 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: LogFormat::Pretty, level: "info,sqlx=warn,lapin=warn".into() }
+        // sqlx, lapin and llama.cpp narrate routine work (queries, channels, every model load)
+        // at info; their warnings still show.
+        Self { format: LogFormat::Pretty, level: "info,sqlx=warn,lapin=warn,llama-cpp-2=warn".into() }
     }
 }
 
