@@ -42,8 +42,8 @@ BIN=${OLLAMANET_BIN:-$ROOT/target/release/ollamanet}
 REF_DIR=${REF_DIR:-$ROOT/target/bench-llama.cpp}   # cmake build directory of llama-ref
 JOBS=${JOBS:-$(nproc)}                # parallel compile jobs for llama-ref
 
-log() { printf '[bench/engine %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+BENCH=engine
+. "$ROOT/bench/lib.sh"
 
 [[ $(id -u) == 0 ]] || [[ $INSTALL == 0 ]] || die "run as root (it installs packages), or set INSTALL=0"
 for p in $PARTS; do [[ $p == tps || $p == ttft ]] || die "unknown part $p (known: tps ttft)"; done
@@ -150,22 +150,7 @@ if [[ -n $CRATE_CACHE ]]; then
 fi
 
 # --- processes and cleanup ---------------------------------------------------------------------
-WORK=$(mktemp -d /tmp/ollamanet-bench-engine.XXXXXX)
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do
-    kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]}"; do
-    wait "$pid" 2>/dev/null || true
-  done
-  if [[ ${KEEP_WORK:-0} == 1 ]]; then log "work files kept in $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+start_work
 for p in "$PORT_ENGINE" "$PORT_GATEWAY"; do
   port_free "$p" || die "port $p is in use (set PORT_ENGINE / PORT_GATEWAY)"
 done

@@ -41,8 +41,8 @@ BUILD=${BUILD:-1}                     # 0: use the existing target/release/ollam
 RESULTS_DIR=${RESULTS_DIR:-$ROOT/bench/results}
 BIN=${OLLAMANET_BIN:-$ROOT/target/release/ollamanet}
 
-log() { printf '[bench/gateway %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+BENCH=gateway
+. "$ROOT/bench/lib.sh"
 
 [[ $(id -u) == 0 ]] || [[ $INSTALL == 0 ]] || die "run as root (it installs packages), or set INSTALL=0"
 
@@ -82,22 +82,7 @@ if [[ " $TARGETS " == *" floor "* ]]; then
 fi
 
 # --- processes and cleanup ---------------------------------------------------------------------
-WORK=$(mktemp -d /tmp/ollamanet-bench-gateway.XXXXXX)
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do
-    kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]}"; do
-    wait "$pid" 2>/dev/null || true
-  done
-  if [[ ${KEEP_WORK:-0} == 1 ]]; then log "work files kept in $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+start_work
 for p in "$PORT_UPSTREAM" "$PORT_GATEWAY" "$PORT_NGINX" "$PORT_FLOOR"; do
   port_free "$p" || die "port $p is in use (set PORT_UPSTREAM / PORT_GATEWAY / PORT_NGINX / PORT_FLOOR)"
 done
