@@ -31,6 +31,10 @@ pub enum PullError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Invalid(String),
+    #[error(
+        "{0} is an https registry, which this build cannot reach yet: set engine.registry_url to an http registry or mirror"
+    )]
+    TlsUnsupported(String),
 }
 
 /// Serialises concurrent pulls of one model (they would write the same partial files).
@@ -65,6 +69,10 @@ pub async fn pull(
     let lock = pulls.lock_for(&name.to_string());
     let _guard = lock.lock().await;
     let base = registry_base(name, registry_url, insecure);
+    // The HTTP client is built without TLS; say so rather than fail with a vague send error.
+    if base.starts_with("https://") {
+        return Err(PullError::TlsUnsupported(base));
+    }
     let repo = format!("{base}/v2/{}/{}", name.namespace, name.model);
 
     progress(Progress::status("pulling manifest"));

@@ -187,6 +187,15 @@ async fn pulls_resume_after_an_interruption_and_verify_digests() {
 }
 
 #[tokio::test]
+async fn an_https_registry_is_refused_with_a_clear_message() {
+    let e = engine_for("https://registry.example.com").await;
+    let (res, lines) = e.ndjson("/api/pull", &json!({"model": "tiny"})).await;
+    assert_eq!(res.status, 200, "errors after the stream started are its last line");
+    let err = lines.last().unwrap()["error"].as_str().unwrap();
+    assert!(err.starts_with("https://registry.example.com is an https registry"), "{err}");
+}
+
+#[tokio::test]
 async fn a_blob_that_does_not_match_its_digest_is_refused() {
     let registry = Registry::default();
     let dir = tempfile::tempdir().unwrap();
