@@ -7,6 +7,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    kit::tls::install_crypto_provider();
     let cli = ollamanet::cli::Cli::parse();
     match ollamanet::cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -139,3 +139,45 @@ async fn clear_bus(namespace: &str) {
     let _ = ch.queue_delete(format!("{namespace}ollamanet.dead-letter").into(), QueueDeleteOptions::default()).await;
     let _ = conn.close(200, "test cleanup".into()).await;
 }
+
+/// An https server for tests, standing for a peer outside the platform that speaks TLS (a model
+/// registry, a tunnel in front of an engine): serves `router` on 127.0.0.1 with a certificate for
+/// `localhost` and `127.0.0.1` issued by a CA made for it. Returns the base URL and the CA
+/// certificate (PEM), which a client must be told to trust.
+pub async fn serve_tls(router: axum::Router) -> (String, String) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::service::TowerToHyperService;
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    crate::tls::install_crypto_provider();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key")).expect("CA certificate");
+    let key = KeyPair::generate().expect("server key");
+    let cert = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .expect("server parameters")
+        .signed_by(&key, &ca)
+        .expect("server certificate");
+    let server_config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())))
+        .expect("server TLS configuration");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server_config));
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("https://localhost:{}", listener.local_addr().expect("address").port());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, router) = (acceptor.clone(), router.clone());
+            tokio::spawn(async move {
+                // A client that refuses the certificate ends its handshake here; that is the test's business.
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), TowerToHyperService::new(router))
+                    .await;
+            });
+        }
+    });
+    (url, ca.pem())
+}

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body_util::BodyExt;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -68,7 +69,7 @@ enum Inner {
 struct HttpPool {
     source: Source,
     next: AtomicUsize,
-    client: Client<HttpConnector, Body>,
+    client: Client<HttpsConnector<HttpConnector>, Body>,
 }
 
 /// Where the instances come from.
@@ -93,20 +94,29 @@ impl Target {
     fn parse(url: &str) -> Result<Self, UpstreamError> {
         let uri: Uri = url.parse().map_err(|_| UpstreamError::InvalidUrl(url.to_owned()))?;
         let scheme = uri.scheme().cloned().ok_or_else(|| UpstreamError::InvalidUrl(url.to_owned()))?;
-        if scheme != Scheme::HTTP {
-            return Err(UpstreamError::InvalidUrl(format!("{url} (only http:// upstreams are supported)")));
+        if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
+            return Err(UpstreamError::InvalidUrl(format!(
+                "{url} (only http:// and https:// upstreams are supported)"
+            )));
         }
         let authority = uri.authority().cloned().ok_or_else(|| UpstreamError::InvalidUrl(url.to_owned()))?;
         Ok(Target { url: url.to_owned(), scheme, authority, breaker: CircuitBreaker::new(5, Duration::from_secs(5)) })
     }
 }
 
-/// The HTTP client every outbound call shares: keep-alive pool, no Nagle, bounded connect time.
-pub fn http_client() -> Client<HttpConnector, Body> {
+/// The HTTP client every outbound call shares: keep-alive pool, no Nagle, bounded connect time;
+/// http or https (an engine behind a TLS tunnel), HTTP/1.1 either way.
+pub fn http_client() -> Client<HttpsConnector<HttpConnector>, Body> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(2)));
     connector.set_keepalive(Some(Duration::from_secs(60)));
+    connector.enforce_http(false);
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config(crate::tls::client_config())
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(1024)
@@ -276,12 +286,13 @@ impl HttpPool {
             }
             Err(e) if e.is_connect() => {
                 target.breaker.record_failure();
+                let e = crate::error_chain(&e);
                 tracing::warn!(upstream = %target.url, error = %e, "upstream connect failed");
-                Err(UpstreamError::Connect(e.to_string()))
+                Err(UpstreamError::Connect(e))
             }
             Err(e) => {
                 target.breaker.record_failure();
-                Err(UpstreamError::Failed(e.to_string()))
+                Err(UpstreamError::Failed(crate::error_chain(&e)))
             }
         }
     }

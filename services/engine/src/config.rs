@@ -14,6 +14,9 @@ pub struct EngineConfig {
     pub ollama_models_dir: Option<PathBuf>,
     /// Where `pull` fetches models whose name has the default host (`registry.ollama.ai`).
     pub registry_url: String,
+    /// PEM certificates trusted for registries besides the system's trust store (a private
+    /// mirror's own CA).
+    pub registry_ca_file: Option<PathBuf>,
     /// Requests one loaded model serves at once (each has its own context and KV cache).
     pub parallel: usize,
     /// Requests that may wait per model; past it the engine answers 503.
@@ -35,6 +38,7 @@ impl Default for EngineConfig {
             models_dir: None,
             ollama_models_dir: None,
             registry_url: "https://registry.ollama.ai".into(),
+            registry_ca_file: None,
             parallel: 1,
             max_queue: 512,
             keep_alive: Duration::from_secs(300),

@@ -120,10 +120,7 @@ pub async fn start(
         threads: config.threads(),
     };
     let scheduler = sched::Scheduler::new(sched_config, store.clone(), counters.clone(), shutdown.clone());
-    let http_client = reqwest::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(10))
-        .build()
-        .map_err(|e| EngineError::Other(e.to_string()))?;
+    let http_client = registry::client(config.registry_ca_file.as_deref())?;
     let state = Arc::new(engine::EngineState {
         config: config.clone(),
         store,

@@ -110,10 +110,7 @@ pub async fn pull(
 ) -> Result<(), EngineError> {
     let store = open(data_dir, config)?;
     let name = ModelName::parse(name)?;
-    let client = reqwest::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(10))
-        .build()
-        .map_err(|e| EngineError::Other(e.to_string()))?;
+    let client = registry::client(config.registry_ca_file.as_deref())?;
     let pulls = registry::Pulls::default();
     registry::pull(&store, &client, &pulls, &config.registry_url, &name, false, &mut progress).await?;
     Ok(())

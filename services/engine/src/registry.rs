@@ -4,7 +4,7 @@
 //! after an interruption; every blob is checked against its digest before it is kept.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
@@ -31,10 +31,21 @@ pub enum PullError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Invalid(String),
-    #[error(
-        "{0} is an https registry, which this build cannot reach yet: set engine.registry_url to an http registry or mirror"
-    )]
-    TlsUnsupported(String),
+}
+
+/// The client pulls go through: http or https (the platform's trust store, see `kit::tls`, and
+/// `ca_file` when set), redirects followed (registries hand blobs to a CDN), a bounded connect
+/// time.
+pub fn client(ca_file: Option<&Path>) -> Result<reqwest::Client, PullError> {
+    let tls = match ca_file {
+        Some(path) => kit::tls::client_config_trusting(path).map_err(|e| PullError::Invalid(e.to_string()))?,
+        None => kit::tls::client_config(),
+    };
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|e| PullError::Http(kit::error_chain(&e)))
 }
 
 /// Serialises concurrent pulls of one model (they would write the same partial files).
@@ -69,10 +80,6 @@ pub async fn pull(
     let lock = pulls.lock_for(&name.to_string());
     let _guard = lock.lock().await;
     let base = registry_base(name, registry_url, insecure);
-    // The HTTP client is built without TLS; say so rather than fail with a vague send error.
-    if base.starts_with("https://") {
-        return Err(PullError::TlsUnsupported(base));
-    }
     let repo = format!("{base}/v2/{}/{}", name.namespace, name.model);
 
     progress(Progress::status("pulling manifest"));
@@ -81,14 +88,14 @@ pub async fn pull(
         .header("Accept", MANIFEST_MEDIA_TYPE)
         .send()
         .await
-        .map_err(|e| PullError::Http(e.to_string()))?;
+        .map_err(|e| PullError::Http(kit::error_chain(&e)))?;
     if res.status() == reqwest::StatusCode::NOT_FOUND {
         return Err(PullError::ManifestNotFound);
     }
     if !res.status().is_success() {
         return Err(PullError::Http(format!("registry answered {} for the manifest", res.status())));
     }
-    let manifest_bytes = res.bytes().await.map_err(|e| PullError::Http(e.to_string()))?;
+    let manifest_bytes = res.bytes().await.map_err(|e| PullError::Http(kit::error_chain(&e)))?;
     let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
         .map_err(|e| PullError::Invalid(format!("the registry sent a malformed manifest: {e}")))?;
 
@@ -151,7 +158,7 @@ async fn download(
         progress(report(have));
         return Ok(());
     }
-    let res = req.send().await.map_err(|e| PullError::Http(e.to_string()))?;
+    let res = req.send().await.map_err(|e| PullError::Http(kit::error_chain(&e)))?;
     let (mut file, mut done) = match res.status() {
         reqwest::StatusCode::PARTIAL_CONTENT => {
             let f = tokio::fs::OpenOptions::new().append(true).open(partial).await?;

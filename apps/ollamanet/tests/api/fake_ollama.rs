@@ -40,23 +40,8 @@ impl FakeOllama {
 
     /// `gated`: every stream waits after its first chunk for [`FakeOllama::release`].
     pub async fn start_with(name: &str, models: &[&str], gated: bool) -> Self {
-        let node = Node {
-            name: name.to_owned(),
-            models: Arc::new(Mutex::new(models.iter().map(|m| full(m)).collect())),
-            gate: gated.then(|| Arc::new(Notify::new())),
-            generations: Arc::default(),
-        };
-        let app = Router::new()
-            .route("/api/version", get(|| async { Json(json!({"version": "0.12.0"})) }))
-            .route("/api/tags", get(tags))
-            .route("/api/ps", get(|| async { Json(json!({"models": []})) }))
-            .route("/api/chat", post(chat))
-            .route("/api/generate", post(generate))
-            .route("/api/embed", post(embed))
-            .route("/api/show", post(show))
-            .route("/api/pull", post(pull))
-            .route("/api/delete", delete(remove))
-            .with_state(node.clone());
+        let node = Node::new(name, models, gated);
+        let app = router(&node);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let stop = CancellationToken::new();
@@ -89,6 +74,36 @@ impl FakeOllama {
         self.stop.cancel();
         self.server.abort();
     }
+}
+
+/// The fake's routes, for a test that serves them itself (e.g. over TLS).
+pub fn router_for(name: &str, models: &[&str]) -> Router {
+    router(&Node::new(name, models, false))
+}
+
+impl Node {
+    fn new(name: &str, models: &[&str], gated: bool) -> Self {
+        Node {
+            name: name.to_owned(),
+            models: Arc::new(Mutex::new(models.iter().map(|m| full(m)).collect())),
+            gate: gated.then(|| Arc::new(Notify::new())),
+            generations: Arc::default(),
+        }
+    }
+}
+
+fn router(node: &Node) -> Router {
+    Router::new()
+        .route("/api/version", get(|| async { Json(json!({"version": "0.12.0"})) }))
+        .route("/api/tags", get(tags))
+        .route("/api/ps", get(|| async { Json(json!({"models": []})) }))
+        .route("/api/chat", post(chat))
+        .route("/api/generate", post(generate))
+        .route("/api/embed", post(embed))
+        .route("/api/show", post(show))
+        .route("/api/pull", post(pull))
+        .route("/api/delete", delete(remove))
+        .with_state(node.clone())
 }
 
 impl Drop for FakeOllama {

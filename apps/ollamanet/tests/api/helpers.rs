@@ -67,6 +67,7 @@ pub fn base_config(infra: &TestInfra) -> AppConfig {
 }
 
 pub fn client() -> reqwest::Client {
+    kit::tls::install_crypto_provider();
     reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client")
 }
 
@@ -124,6 +125,21 @@ impl Deployment {
             engine: None,
             shutdown: None,
             _children: vec![auth, gateway],
+        }
+    }
+
+    /// `ollamanet serve ARGS` as a process of its own, with these environment variables.
+    pub async fn process(infra: TestInfra, config: AppConfig, args: &[&str], envs: &[(&str, &str)]) -> Self {
+        let (child, url) = spawn_serve_env(&infra, &config, args, envs).await;
+        Self {
+            url,
+            _infra: infra,
+            config,
+            client: client(),
+            mail: None,
+            engine: None,
+            shutdown: None,
+            _children: vec![child],
         }
     }
 
@@ -203,6 +219,16 @@ pub async fn spawn_process(infra: &TestInfra, config: &AppConfig, service: &str)
 
 /// `ollamanet serve ARGS` on a free port with `config`; returns the process and its URL.
 pub async fn spawn_serve(infra: &TestInfra, config: &AppConfig, args: &[&str]) -> (Child, String) {
+    spawn_serve_env(infra, config, args, &[]).await
+}
+
+/// [`spawn_serve`] with these environment variables set.
+pub async fn spawn_serve_env(
+    infra: &TestInfra,
+    config: &AppConfig,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> (Child, String) {
     let service = args.join(" ");
     let file = infra.data_dir().join(format!("serve-{}.toml", uuid_suffix()));
     std::fs::write(&file, ollamanet::config::to_toml(config, false)).unwrap();
@@ -213,6 +239,7 @@ pub async fn spawn_serve(infra: &TestInfra, config: &AppConfig, args: &[&str]) -
         .env_remove("REDIS_URL")
         .env_remove("AMQP_URL")
         .env("RUST_LOG", "warn")
+        .envs(envs.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)

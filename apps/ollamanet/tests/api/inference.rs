@@ -86,6 +86,30 @@ async fn requests_go_to_a_node_that_has_the_model() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "the Ollama face needs a token or an API key");
 }
 
+/// An engine behind https (a TLS tunnel in front of an Ollama, as the original design's ngrok
+/// URLs were) is driven like any other once the system trust store vouches for its certificate
+/// (here through `SSL_CERT_FILE`). An untrusted certificate is refused by the same `kit::tls`
+/// configuration; the engine's https registry test shows that.
+#[tokio::test]
+async fn a_node_behind_https_is_trusted_through_the_system_trust_store() {
+    let (url, ca_pem) = kit::testing::serve_tls(crate::fake_ollama::router_for("tunnelled", &["alpha"])).await;
+    let infra = TestInfra::new().await;
+    let ca_file = infra.data_dir().join("tunnel-ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+    let mut config = base_config(&infra);
+    config.inference.nodes = vec![url];
+    config.inference.probe_interval = Duration::from_millis(200);
+    let args = ["--only", "gateway,auth,inference"];
+
+    let d = Deployment::process(infra, config, &args, &[("SSL_CERT_FILE", ca_file.to_str().unwrap())]).await;
+    wait_for_models(&d, 1).await;
+    let token = d.user_token("tina").await;
+    let res =
+        d.client.post(d.at("/ollama/api/chat")).bearer_auth(&token).json(&chat("alpha", true)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(read_ndjson(res).await.0, "Hello from tunnelled");
+}
+
 #[tokio::test]
 async fn the_openai_face_speaks_openai() {
     let a = FakeOllama::start("node-a", &["alpha"]).await;

@@ -51,6 +51,7 @@ async fn ops_endpoints_split() {
 #[tokio::test]
 async fn the_root_leads_to_the_documentation() {
     let d = Deployment::start(Mode::AllInOne).await;
+    kit::tls::install_crypto_provider();
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let res = client.get(d.at("/")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::TEMPORARY_REDIRECT);

@@ -72,6 +72,7 @@ impl TestEngine {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
         tokio::spawn(kit::server::serve(listener, app, shutdown.clone(), kit::server::ServeOptions::default()));
+        kit::tls::install_crypto_provider();
         Self { base, client: reqwest::Client::new(), stats: engine.stats, config, shutdown, _infra: infra }
     }
 

@@ -25,6 +25,8 @@ struct Registry {
     /// Serve these bytes instead of the real ones.
     corrupt: Arc<Mutex<bool>>,
     ranges: Arc<Mutex<Vec<Option<String>>>>,
+    /// Answer blob requests with a redirect to `/cdn/…`, as registry.ollama.ai does.
+    redirect_blobs: Arc<Mutex<bool>>,
 }
 
 fn digest(bytes: &[u8]) -> String {
@@ -49,11 +51,16 @@ impl Registry {
         blobs.insert(digest(&gguf), gguf);
     }
 
-    async fn serve(self) -> String {
-        let app = Router::new()
+    fn router(self) -> Router {
+        Router::new()
             .route("/v2/{ns}/{model}/manifests/{tag}", get(manifest))
             .route("/v2/{ns}/{model}/blobs/{digest}", get(blob))
-            .with_state(self);
+            .route("/cdn/{digest}", get(cdn_blob))
+            .with_state(self)
+    }
+
+    async fn serve(self) -> String {
+        let app = self.router();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -78,6 +85,13 @@ async fn blob(
     Path((_, _, d)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Response {
+    if *r.redirect_blobs.lock().unwrap() {
+        return (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, format!("/cdn/{d}"))]).into_response();
+    }
+    cdn_blob(State(r), Path(d), headers).await
+}
+
+async fn cdn_blob(State(r): State<Registry>, Path(d): Path<String>, headers: HeaderMap) -> Response {
     let Some(mut bytes) = r.blobs.lock().unwrap().get(&d).cloned() else {
         return StatusCode::NOT_FOUND.into_response();
     };
@@ -187,12 +201,44 @@ async fn pulls_resume_after_an_interruption_and_verify_digests() {
 }
 
 #[tokio::test]
-async fn an_https_registry_is_refused_with_a_clear_message() {
-    let e = engine_for("https://registry.example.com").await;
-    let (res, lines) = e.ndjson("/api/pull", &json!({"model": "tiny"})).await;
+async fn pulls_from_an_https_registry_whose_certificate_is_trusted() {
+    let registry = Registry::default();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.gguf");
+    ollamanet_engine::write_tiny_llama(&file, 9).unwrap();
+    registry.add_model(std::fs::read(&file).unwrap());
+    *registry.redirect_blobs.lock().unwrap() = true;
+    let (url, ca_pem) = kit::testing::serve_tls(registry.clone().router()).await;
+
+    // A certificate nobody vouches for is refused, and the error says why.
+    let untrusting = engine_for(&url).await;
+    let (res, lines) = untrusting.ndjson("/api/pull", &json!({"model": "tiny"})).await;
     assert_eq!(res.status, 200, "errors after the stream started are its last line");
     let err = lines.last().unwrap()["error"].as_str().unwrap();
-    assert!(err.starts_with("https://registry.example.com is an https registry"), "{err}");
+    assert!(err.contains("certificate"), "{err}");
+    assert_eq!(untrusting.get("/api/tags").await.body["models"], json!([]));
+
+    // Trusted through engine.registry_ca_file: the manifest, then blobs by way of the redirect.
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+    let mut config = test_config();
+    config.registry_url = url;
+    config.registry_ca_file = Some(ca_file);
+    let e = TestEngine::with_config(config).await;
+    let (_, lines) = e.ndjson("/api/pull", &json!({"model": "tiny"})).await;
+    assert_eq!(statuses(&lines).last().unwrap(), "success", "{lines:?}");
+    assert_eq!(e.get("/api/tags").await.body["models"][0]["name"], "tiny:latest");
+}
+
+#[tokio::test]
+async fn an_unreadable_registry_ca_file_is_a_clear_error() {
+    let mut config = test_config();
+    config.registry_ca_file = Some("/nonexistent/ca.pem".into());
+    let infra = kit::testing::TestInfra::new().await;
+    let platform = kit::config::Platform::new(infra.config.clone(), "engine").unwrap();
+    let started = ollamanet_engine::start(&platform, &config, Default::default()).await;
+    let err = started.err().expect("the engine refuses to start").to_string();
+    assert!(err.contains("cannot read the certificates in /nonexistent/ca.pem"), "{err}");
 }
 
 #[tokio::test]
