@@ -25,17 +25,20 @@ use crate::config::AppConfig;
 pub enum Service {
     Gateway,
     Auth,
+    Conversation,
     Inference,
     Engine,
 }
 
 impl Service {
-    pub const ALL: [Service; 4] = [Service::Gateway, Service::Auth, Service::Inference, Service::Engine];
+    pub const ALL: [Service; 5] =
+        [Service::Gateway, Service::Auth, Service::Conversation, Service::Inference, Service::Engine];
 
     pub fn name(self) -> &'static str {
         match self {
             Service::Gateway => "gateway",
             Service::Auth => "auth",
+            Service::Conversation => "conversation",
             Service::Inference => "inference",
             Service::Engine => "engine",
         }
@@ -177,6 +180,19 @@ impl App {
             .await
             .context("starting the inference service")?;
             handles.push(inference.handle);
+        }
+        if let Some(ctx) = ctx.as_ref().filter(|_| services.contains(&Service::Conversation)) {
+            let inference = match handles.iter().find(|h| h.name == ollamanet_inference::NAME) {
+                Some(h) => Upstream::in_process(h.router.clone()),
+                None => remote("inference")?.context(
+                    "the inference service is not in this process: set upstreams.inference \
+                     (OLLAMANET_UPSTREAMS__INFERENCE) to its URL, or AMQP_URL so that it is discovered",
+                )?,
+            };
+            let conversation = ollamanet_conversation::start(ctx, &config.conversation, inference)
+                .await
+                .context("starting the conversation service")?;
+            handles.push(conversation.handle);
         }
 
         let mut readiness = Readiness::default()

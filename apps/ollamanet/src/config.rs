@@ -9,6 +9,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use kit::config::InfraConfig;
 use ollamanet_auth::AuthConfig;
+use ollamanet_conversation::ConversationConfig;
 use ollamanet_engine::EngineConfig;
 use ollamanet_gateway::GatewayConfig;
 use ollamanet_inference::InferenceConfig;
@@ -34,6 +35,7 @@ pub struct AppConfig {
     pub gateway: GatewayConfig,
     pub inference: InferenceConfig,
     pub engine: EngineConfig,
+    pub conversation: ConversationConfig,
 }
 
 impl Default for AppConfig {
@@ -47,6 +49,7 @@ impl Default for AppConfig {
             gateway: GatewayConfig::default(),
             inference: InferenceConfig::default(),
             engine: EngineConfig::default(),
+            conversation: ConversationConfig::default(),
         }
     }
 }

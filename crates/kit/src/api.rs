@@ -2,7 +2,8 @@
 //! that kit's extractors produce.
 
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, IntoResponses, ToSchema};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{IntoParams, IntoResponses, Modify, ToSchema};
 
 use crate::problem::Problem;
 
@@ -74,6 +75,20 @@ pub enum CredentialErrors {
     /// `database_unavailable`: retry after `Retry-After`.
     #[response(status = 503, content_type = "application/problem+json")]
     Unavailable(Problem),
+}
+
+/// Adds the `bearer` security scheme that routes name in `security(("bearer" = []))`.
+pub struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let scheme = Http::builder()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some("An access token (JWT) or a personal API key (`onk_…`)."))
+            .build();
+        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
 }
 
 #[cfg(test)]

@@ -22,3 +22,7 @@ pub mod sse;
 pub mod types;
 
 pub use client::{ClientError, ItemStream, OllamaClient};
+
+/// OllamaNet's extension of streamed generations: with this request header set to `1`, the
+/// inference service sends `{"queue_position": n}` lines while the request waits for an engine.
+pub const QUEUE_EVENTS: &str = "x-ollamanet-queue-events";

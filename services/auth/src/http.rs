@@ -6,12 +6,11 @@ use axum::extract::{FromRef, FromRequestParts, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use kit::Problem;
-use kit::api::{BodyErrors, CredentialErrors, Page, PageQuery};
+use kit::api::{BearerAuth, BodyErrors, CredentialErrors, Page, PageQuery};
 use kit::authn::{Admin, Authenticator, CurrentUser, Introspection};
 use kit::http::{Json, OptionalJson, Path, Query};
 use kit::tokens::Jwks;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -391,19 +390,6 @@ async fn introspect(
     )
 )]
 struct ApiDoc;
-
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        let scheme = Http::builder()
-            .scheme(HttpAuthScheme::Bearer)
-            .description(Some("An access token (JWT) or a personal API key (`onk_…`)."))
-            .build();
-        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
-    }
-}
 
 /// Every route of the service with its OpenAPI description.
 pub fn routes() -> OpenApiRouter<AppState> {

@@ -34,8 +34,7 @@ use crate::fleet::NodeStatus;
 use crate::relay::{Job, Relayed, passthrough};
 use crate::service::{Service, node_error};
 
-/// Request header asking for `{"queue_position": n}` lines while a streamed generation waits.
-pub const QUEUE_EVENTS: &str = "x-ollamanet-queue-events";
+pub use ollama_api::QUEUE_EVENTS;
 
 #[derive(Clone)]
 pub struct AppState {

@@ -22,6 +22,8 @@ struct Node {
     /// When set, a stream stops after its first chunk until released.
     gate: Option<Arc<Notify>>,
     generations: Arc<Mutex<usize>>,
+    /// Every chat request's body, in arrival order.
+    chats: Arc<Mutex<Vec<Value>>>,
 }
 
 pub struct FakeOllama {
@@ -29,6 +31,7 @@ pub struct FakeOllama {
     models: Arc<Mutex<Vec<String>>>,
     gate: Option<Arc<Notify>>,
     generations: Arc<Mutex<usize>>,
+    chats: Arc<Mutex<Vec<Value>>>,
     stop: CancellationToken,
     server: tokio::task::JoinHandle<()>,
 }
@@ -51,7 +54,15 @@ impl FakeOllama {
             stop.clone(),
             kit::server::ServeOptions { drain_timeout: std::time::Duration::ZERO, ..Default::default() },
         ));
-        Self { url, models: node.models, gate: node.gate, generations: node.generations, stop, server }
+        Self {
+            url,
+            models: node.models,
+            gate: node.gate,
+            generations: node.generations,
+            chats: node.chats,
+            stop,
+            server,
+        }
     }
 
     /// Lets every held stream continue.
@@ -63,6 +74,11 @@ impl FakeOllama {
 
     pub fn generations(&self) -> usize {
         *self.generations.lock().unwrap()
+    }
+
+    /// The bodies of the chat requests received so far.
+    pub fn chats(&self) -> Vec<Value> {
+        self.chats.lock().unwrap().clone()
     }
 
     pub fn has(&self, model: &str) -> bool {
@@ -88,6 +104,7 @@ impl Node {
             models: Arc::new(Mutex::new(models.iter().map(|m| full(m)).collect())),
             gate: gated.then(|| Arc::new(Notify::new())),
             generations: Arc::default(),
+            chats: Arc::default(),
         }
     }
 }
@@ -153,6 +170,9 @@ async fn generation(n: Node, req: Value, chat: bool) -> Response {
         return not_found(&model);
     }
     *n.generations.lock().unwrap() += 1;
+    if chat {
+        n.chats.lock().unwrap().push(req.clone());
+    }
     let stream = req["stream"].as_bool().unwrap_or(true);
     let shape = move |text: &str, done: bool| {
         let mut v = json!({"model": model, "created_at": "2025-01-01T00:00:00Z", "done": done});

@@ -19,7 +19,7 @@ pub const PASSWORD: &str = "correct horse battery staple";
 
 /// The platform without its embedded engine: for tests whose engines are other processes or
 /// test doubles.
-pub const WITHOUT_ENGINE: &[Service] = &[Service::Gateway, Service::Auth, Service::Inference];
+pub const WITHOUT_ENGINE: &[Service] = &[Service::Gateway, Service::Auth, Service::Conversation, Service::Inference];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -272,4 +272,67 @@ pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("{what} did not happen within 30 s");
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub event: String,
+    pub id: String,
+    pub data: Value,
+}
+
+/// Reads server-sent events from a response as they arrive.
+pub struct SseReader {
+    body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    buf: String,
+}
+
+impl SseReader {
+    pub fn new(res: reqwest::Response) -> Self {
+        use futures::StreamExt;
+        Self { body: res.bytes_stream().boxed(), buf: String::new() }
+    }
+
+    /// The next event (comments and keep-alives skipped), or None when the stream ends.
+    pub async fn next(&mut self) -> Option<SseEvent> {
+        use futures::StreamExt;
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let (mut event, mut id, mut data) = (String::from("message"), String::new(), String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        event = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        id = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if data.is_empty() {
+                    continue;
+                }
+                return Some(SseEvent { event, id, data: serde_json::from_str(&data).unwrap_or(Value::String(data)) });
+            }
+            match tokio::time::timeout(Duration::from_secs(60), self.body.next()).await.expect("an event in time") {
+                Some(Ok(chunk)) => self.buf.push_str(&String::from_utf8_lossy(&chunk)),
+                _ => return None,
+            }
+        }
+    }
+
+    /// Every remaining event.
+    pub async fn rest(mut self) -> Vec<SseEvent> {
+        let mut all = Vec::new();
+        while let Some(e) = self.next().await {
+            all.push(e);
+        }
+        all
+    }
+}
+
+/// The text the `delta` events among `events` carry.
+pub fn deltas(events: &[SseEvent]) -> String {
+    events.iter().filter(|e| e.event == "delta").filter_map(|e| e.data["content"].as_str()).collect()
 }

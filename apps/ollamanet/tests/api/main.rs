@@ -4,6 +4,7 @@
 mod authz;
 mod bad_input;
 mod cli;
+mod conversations;
 mod discovery;
 mod engine;
 mod fake_ollama;

@@ -1,0 +1,80 @@
+//! Every way a conversation operation can fail, and the problem (status and stable `code`) each
+//! one is.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use kit::{FieldError, Problem};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConversationError {
+    #[error("invalid fields")]
+    Validation(Vec<FieldError>),
+    /// Also for objects that exist but belong to someone else: their existence is not disclosed.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("a folder with this name already exists here")]
+    FolderNameTaken,
+    #[error("the root folder cannot be renamed, moved or deleted")]
+    RootFolder,
+    #[error("a folder cannot be moved into itself or one of its subfolders")]
+    FolderCycle,
+    #[error("the folder is not empty; delete it with `recursive=true` to delete what it holds")]
+    FolderNotEmpty,
+    #[error("a reply is already being generated in this conversation; stop it or wait")]
+    GenerationInProgress,
+    #[error("feedback on this message exists already; change it instead")]
+    FeedbackExists,
+    #[error("the model could not answer: {0}")]
+    Inference(String),
+    #[error("the inference service is not reachable")]
+    InferenceUnavailable,
+    #[error("{0}")]
+    BadRequest(&'static str, String),
+    #[error("{0}")]
+    Unavailable(&'static str),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database: {0}")]
+    Connect(#[from] kit::db::DbError),
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+impl ConversationError {
+    pub(crate) fn field(field: &str, code: &str, message: impl Into<String>) -> Self {
+        ConversationError::Validation(vec![FieldError::new(field, code, message)])
+    }
+
+    pub fn into_problem(self) -> Problem {
+        let msg = self.to_string();
+        match self {
+            ConversationError::Validation(errors) => Problem::validation(errors),
+            ConversationError::NotFound(what) => Problem::not_found(what),
+            ConversationError::FolderNameTaken => Problem::conflict("folder_name_taken", msg),
+            ConversationError::RootFolder => Problem::conflict("root_folder", msg),
+            ConversationError::FolderCycle => Problem::conflict("folder_cycle", msg),
+            ConversationError::FolderNotEmpty => Problem::conflict("folder_not_empty", msg),
+            ConversationError::GenerationInProgress => Problem::conflict("generation_in_progress", msg),
+            ConversationError::FeedbackExists => Problem::conflict("feedback_exists", msg),
+            ConversationError::Inference(_) => Problem::new(StatusCode::BAD_GATEWAY, "inference_failed", msg),
+            ConversationError::InferenceUnavailable => Problem::unavailable("inference_unavailable", msg),
+            ConversationError::BadRequest(code, _) => Problem::bad_request(code, msg),
+            ConversationError::Unavailable(_) => Problem::unavailable("bus_unavailable", msg),
+            ConversationError::Database(e) => kit::db::problem(&e),
+            ConversationError::Connect(e) => {
+                tracing::error!(error = %e, "database connection failed");
+                Problem::unavailable("database_unavailable", "the database is not reachable; retry shortly")
+            }
+            ConversationError::Config(_) => {
+                tracing::error!(error = %msg, "conversation service misconfigured");
+                Problem::internal()
+            }
+        }
+    }
+}
+
+impl IntoResponse for ConversationError {
+    fn into_response(self) -> Response {
+        self.into_problem().into_response()
+    }
+}
