@@ -197,8 +197,32 @@ where
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match AxumJson::<T>::from_request(req, state).await {
+        let is_json = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(str::trim)
+            .is_some_and(|m| m == "application/json" || (m.starts_with("application/") && m.ends_with("+json")));
+        if !is_json {
+            return Err(json_problem(JsonRejection::MissingJsonContentType(Default::default())));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+            } else {
+                Problem::bad_request("invalid_body", e.body_text())
+            }
+        })?;
+        match AxumJson::<T>::from_bytes(&bytes) {
             Ok(AxumJson(v)) => Ok(Json(v)),
+            // serde reports some shape errors (a number where an enum's name belongs) as syntax
+            // errors; a body that parses as JSON has a wrong shape, not a wrong syntax.
+            Err(JsonRejection::JsonSyntaxError(e))
+                if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() =>
+            {
+                Err(invalid_body(&e.body_text()))
+            }
             Err(rejection) => Err(json_problem(rejection)),
         }
     }
@@ -247,20 +271,19 @@ fn json_problem(rejection: JsonRejection) -> Problem {
         JsonRejection::JsonSyntaxError(e) => {
             Problem::bad_request("malformed_json", format!("the body is not valid JSON: {}", e.body_text()))
         }
-        JsonRejection::JsonDataError(e) => {
-            let mut p = Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_body",
-                "the body does not match the expected shape",
-            );
-            p.errors = vec![field_error(&e.body_text())];
-            p
-        }
+        JsonRejection::JsonDataError(e) => invalid_body(&e.body_text()),
         JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
         }
         other => Problem::bad_request("invalid_body", other.body_text()),
     }
+}
+
+fn invalid_body(serde_message: &str) -> Problem {
+    let mut p =
+        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "the body does not match the expected shape");
+    p.errors = vec![field_error(serde_message)];
+    p
 }
 
 /// Turns serde's message ("…target type: path: unknown field `x`, expected …") into a field

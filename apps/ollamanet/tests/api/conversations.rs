@@ -276,3 +276,492 @@ async fn stop_ends_a_reply_and_keeps_what_it_said() {
     node.release();
     assert_eq!(again.rest().await.last().unwrap().data["status"], "complete");
 }
+
+#[tokio::test]
+async fn folders_nest_with_unique_names_and_refuse_cycles_and_silent_deletes() {
+    let node = FakeOllama::start("n3", &["alpha"]).await;
+    let d = deployment(&node).await;
+    let token = d.user_token("eve").await;
+    let call = |method: Method, path: String, body: Option<Value>| {
+        let (d, token) = (&d, &token);
+        async move { d.call(method, &path, Some(token), body).await }
+    };
+
+    let (status, list) = call(Method::GET, "/api/folders".into(), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let root = list["items"][0].clone();
+    assert_eq!((root["name"].as_str(), root["parent_id"].is_null()), (Some("Root"), true));
+
+    let (status, work) = call(Method::POST, "/api/folders".into(), Some(json!({"name": "Work"}))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(work["parent_id"], root["id"]);
+    let (status, body) = call(Method::POST, "/api/folders".into(), Some(json!({"name": "work"}))).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("folder_name_taken")));
+    let (status, inner) =
+        call(Method::POST, "/api/folders".into(), Some(json!({"name": "Work", "parent_id": work["id"]}))).await;
+    assert_eq!(status, StatusCode::CREATED, "the same name under another parent is fine");
+
+    // No folder goes under itself or its descendants; the root stays where it is.
+    let (status, body) =
+        call(Method::PATCH, format!("/api/folders/{}", id(&work)), Some(json!({"parent_id": inner["id"]}))).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("folder_cycle")));
+    let (status, body) = call(Method::PATCH, format!("/api/folders/{}", id(&root)), Some(json!({"name": "x"}))).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("root_folder")));
+    let (status, moved) = call(
+        Method::PATCH,
+        format!("/api/folders/{}", id(&inner)),
+        Some(json!({"parent_id": root["id"], "name": "Inner"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    assert_eq!((moved["parent_id"].clone(), moved["name"].as_str()), (root["id"].clone(), Some("Inner")));
+
+    // A folder with something in it is deleted only when asked to take its contents along.
+    let c = create(&d, &token, json!({"model": "alpha", "title": "filed", "folder_id": work["id"]})).await;
+    let (status, body) = call(Method::DELETE, format!("/api/folders/{}", id(&work)), None).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("folder_not_empty")));
+    let (status, _) = call(Method::DELETE, format!("/api/folders/{}?recursive=true", id(&work)), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(call(Method::GET, format!("/api/conversations/{}", id(&c)), None).await.0, StatusCode::NOT_FOUND);
+    let (status, body) = call(Method::DELETE, format!("/api/folders/{}", id(&root)), None).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("root_folder")));
+    let (_, list) = call(Method::GET, "/api/folders".into(), None).await;
+    let names: Vec<&str> = list["items"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Root", "Inner"]);
+}
+
+#[tokio::test]
+async fn conversations_are_listed_newest_first_filtered_paged_and_searched_in_titles_and_messages() {
+    let node = FakeOllama::start("n4", &["alpha", "beta"]).await;
+    let d = deployment(&node).await;
+    let token = d.user_token("fay").await;
+    let (_, folder) = d.call(Method::POST, "/api/folders", Some(&token), Some(json!({"name": "Trips"}))).await;
+    let paris = create(&d, &token, json!({"model": "alpha", "title": "Paris trip", "folder_id": folder["id"]})).await;
+    let rust = create(&d, &token, json!({"model": "beta", "title": "Rust lifetimes"})).await;
+    let misc = create(&d, &token, json!({"model": "alpha", "title": "Misc"})).await;
+    exchange(&d, &token, &id(&misc), json!({"content": "What about the Louvre opening hours?"})).await;
+    let list = |query: &'static str| {
+        let (d, token) = (&d, &token);
+        async move {
+            let (status, page) = d.call(Method::GET, &format!("/api/conversations{query}"), Some(token), None).await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            page
+        }
+    };
+    let titles = |page: &Value| -> Vec<String> {
+        page["items"].as_array().unwrap().iter().map(|c| c["title"].as_str().unwrap().to_owned()).collect()
+    };
+
+    // Most recently active first: the one with a message leads.
+    assert_eq!(titles(&list("").await), ["Misc", "Rust lifetimes", "Paris trip"]);
+    let first = list("?limit=2").await;
+    assert_eq!(titles(&first), ["Misc", "Rust lifetimes"]);
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    let (_, second) =
+        d.call(Method::GET, &format!("/api/conversations?limit=2&cursor={cursor}"), Some(&token), None).await;
+    assert_eq!((titles(&second), second["next_cursor"].is_null()), (vec!["Paris trip".to_owned()], true));
+
+    assert_eq!(titles(&list("?model=beta").await), ["Rust lifetimes"]);
+    let (_, in_folder) =
+        d.call(Method::GET, &format!("/api/conversations?folder_id={}", id(&folder)), Some(&token), None).await;
+    assert_eq!(titles(&in_folder), ["Paris trip"]);
+
+    // Search: titles and message content, every word, any case, whole words only.
+    assert_eq!(titles(&list("?q=paris").await), ["Paris trip"]);
+    assert_eq!(titles(&list("?q=louvre%20HOURS").await), ["Misc"]);
+    assert_eq!(titles(&list("?q=louvre%20paris").await), Vec::<String>::new());
+    assert_eq!(titles(&list("?q=lifetime").await), Vec::<String>::new());
+    assert_eq!(titles(&list("?q=%22%29%20OR%20%2A").await), Vec::<String>::new(), "syntax is not interpreted");
+
+    // Pinned and archived.
+    let patch = |c: &Value, body: Value| {
+        let (d, token, path) = (&d, &token, format!("/api/conversations/{}", id(c)));
+        async move { d.call(Method::PATCH, &path, Some(token), Some(body)).await }
+    };
+    assert_eq!(patch(&rust, json!({"pinned": true})).await.0, StatusCode::OK);
+    assert_eq!(patch(&paris, json!({"archived": true})).await.0, StatusCode::OK);
+    assert_eq!(titles(&list("?pinned=true").await), ["Rust lifetimes"]);
+    assert_eq!(titles(&list("").await), ["Rust lifetimes", "Misc"]);
+    assert_eq!(titles(&list("?archived=true").await), ["Paris trip"]);
+    let (status, body) = d.call(Method::GET, "/api/conversations?cursor=garbage", Some(&token), None).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_cursor")));
+}
+
+#[tokio::test]
+async fn notes_and_feedback_annotate_replies() {
+    let node = FakeOllama::start("n5", &["alpha"]).await;
+    let d = deployment(&node).await;
+    let token = d.user_token("gus").await;
+    let cid = id(&create(&d, &token, json!({"model": "alpha", "title": "t"})).await);
+    let ex = exchange(&d, &token, &cid, json!({"content": "hi"})).await;
+    let reply = ex["reply"]["id"].as_str().unwrap();
+    let prompt = ex["message"]["id"].as_str().unwrap();
+
+    let (status, note) = d
+        .call(
+            Method::POST,
+            "/api/notes",
+            Some(&token),
+            Some(json!({"message_id": reply, "start": 0, "end": 5, "text": "greeting"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{note}");
+    assert_eq!((note["conversation_id"].as_str(), note["end"].as_i64()), (Some(cid.as_str()), Some(5)));
+    for (body, code) in [
+        (json!({"message_id": reply, "start": 3, "end": 3, "text": ""}), "invalid_range"),
+        (json!({"message_id": reply, "start": 0, "end": 99, "text": ""}), "invalid_range"),
+        (json!({"message_id": prompt, "start": 0, "end": 1, "text": ""}), "not_a_reply"),
+    ] {
+        let (status, problem) = d.call(Method::POST, "/api/notes", Some(&token), Some(body)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(problem["errors"][0]["code"], code, "{problem}");
+    }
+    let (status, note) = d
+        .call(
+            Method::PATCH,
+            &format!("/api/notes/{}", id(&note)),
+            Some(&token),
+            Some(json!({"text": "hello!", "end": 13})),
+        )
+        .await;
+    assert_eq!((status, note["text"].as_str(), note["end"].as_i64()), (StatusCode::OK, Some("hello!"), Some(13)));
+    let (_, by_conversation) =
+        d.call(Method::GET, &format!("/api/notes?conversation_id={cid}"), Some(&token), None).await;
+    assert_eq!(by_conversation.as_array().unwrap().len(), 1);
+    let (status, problem) = d.call(Method::GET, "/api/notes", Some(&token), None).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_query")));
+
+    let (status, fb) =
+        d.call(Method::POST, "/api/feedback", Some(&token), Some(json!({"message_id": reply, "rating": "up"}))).await;
+    assert_eq!((status, fb["rating"].as_str()), (StatusCode::CREATED, Some("up")));
+    let (status, problem) =
+        d.call(Method::POST, "/api/feedback", Some(&token), Some(json!({"message_id": reply, "rating": "down"}))).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::CONFLICT, Some("feedback_exists")));
+    let (status, fb) = d
+        .call(
+            Method::PATCH,
+            &format!("/api/feedback/{}", id(&fb)),
+            Some(&token),
+            Some(json!({"rating": "down", "comment": "too short"})),
+        )
+        .await;
+    assert_eq!(
+        (status, fb["rating"].as_str(), fb["comment"].as_str()),
+        (StatusCode::OK, Some("down"), Some("too short"))
+    );
+    let (_, list) = d.call(Method::GET, &format!("/api/feedback?message_id={reply}"), Some(&token), None).await;
+    assert_eq!(list[0]["id"], fb["id"]);
+    let (status, problem) =
+        d.call(Method::POST, "/api/feedback", Some(&token), Some(json!({"message_id": reply, "rating": 5}))).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_body")),
+        "{problem}"
+    );
+
+    // Deleting the conversation takes its notes and feedback along.
+    assert_eq!(
+        d.call(Method::DELETE, &format!("/api/notes/{}", id(&note)), Some(&token), None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        d.call(Method::GET, &format!("/api/notes/{}", id(&note)), Some(&token), None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        d.call(Method::DELETE, &format!("/api/conversations/{cid}"), Some(&token), None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        d.call(Method::GET, &format!("/api/feedback/{}", id(&fb)), Some(&token), None).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn an_export_imports_back_with_every_branch_and_reads_as_markdown() {
+    let node = FakeOllama::start("n6", &["alpha"]).await;
+    let d = deployment(&node).await;
+    let token = d.user_token("hal").await;
+    let cid = id(&create(&d, &token, json!({"model": "alpha", "title": "Original", "system_prompt": "be kind"})).await);
+    let first = exchange(&d, &token, &cid, json!({"content": "first"})).await;
+    exchange(&d, &token, &cid, json!({"content": "second"})).await;
+    exchange(&d, &token, &cid, json!({"content": "first, edited", "edit_of": first["message"]["id"]})).await;
+
+    let res = d.client.get(d.at(&format!("/api/conversations/{cid}/export"))).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers()[header::CONTENT_DISPOSITION].to_str().unwrap().starts_with("attachment"));
+    let export: Value = res.json().await.unwrap();
+    assert_eq!(export["format"], "ollamanet.conversation.v1");
+    assert_eq!(export["messages"].as_array().unwrap().len(), 6);
+
+    let (status, imported) =
+        d.call(Method::POST, "/api/conversations/import", Some(&token), Some(export.clone())).await;
+    assert_eq!(status, StatusCode::CREATED, "{imported}");
+    let new_id = id(&imported);
+    assert_ne!(new_id, cid);
+    assert_eq!((imported["title"].as_str(), imported["system_prompt"].as_str()), (Some("Original"), Some("be kind")));
+    let shape = |list: Vec<Value>| -> Vec<(String, String, usize)> {
+        list.iter()
+            .map(|m| {
+                let siblings = m["sibling_ids"].as_array().unwrap().len();
+                (m["role"].as_str().unwrap().to_owned(), m["content"].as_str().unwrap().to_owned(), siblings)
+            })
+            .collect()
+    };
+    assert_eq!(shape(messages(&d, &token, &new_id, "tree").await), shape(messages(&d, &token, &cid, "tree").await));
+    assert_eq!(contents(&messages(&d, &token, &new_id, "path").await), ["first, edited", "Hello from n6"]);
+
+    let res = d
+        .client
+        .get(d.at(&format!("/api/conversations/{cid}/export?format=markdown")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()[header::CONTENT_TYPE], "text/markdown; charset=utf-8");
+    let md = res.text().await.unwrap();
+    assert!(md.starts_with("# Original\n"), "{md}");
+    assert!(md.contains("## You\n\nfirst, edited\n\n## Assistant\n\nHello from n6"), "{md}");
+
+    // A file that is not an export, or whose messages point at missing parents, is refused.
+    let mut broken = export.clone();
+    broken["messages"][1]["parent_id"] = json!(uuid::Uuid::now_v7());
+    let (status, problem) = d.call(Method::POST, "/api/conversations/import", Some(&token), Some(broken)).await;
+    assert_eq!(
+        (status, problem["errors"][0]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_parent"))
+    );
+    let mut wrong = export;
+    wrong["format"] = json!("something.else");
+    let (status, _) = d.call(Method::POST, "/api/conversations/import", Some(&token), Some(wrong)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+/// Another user's ids, in paths, queries and bodies, get the same 404 as ids that do not exist,
+/// and nothing of the owner's leaks into the answers.
+#[tokio::test]
+async fn nothing_of_another_users_can_be_read_changed_or_used() {
+    let node = FakeOllama::start("n7", &["alpha"]).await;
+    let d = deployment(&node).await;
+    let owner = d.user_token("olive").await;
+    let (_, folder) = d.call(Method::POST, "/api/folders", Some(&owner), Some(json!({"name": "Secret folder"}))).await;
+    let c = create(&d, &owner, json!({"model": "alpha", "title": "Secret title", "folder_id": folder["id"]})).await;
+    let ex = exchange(&d, &owner, &id(&c), json!({"content": "secret content"})).await;
+    let reply = ex["reply"]["id"].as_str().unwrap().to_owned();
+    let prompt = ex["message"]["id"].as_str().unwrap().to_owned();
+    let (_, note) = d
+        .call(
+            Method::POST,
+            "/api/notes",
+            Some(&owner),
+            Some(json!({"message_id": reply, "start": 0, "end": 1, "text": "secret note"})),
+        )
+        .await;
+    let (_, feedback) = d
+        .call(
+            Method::POST,
+            "/api/feedback",
+            Some(&owner),
+            Some(json!({"message_id": reply, "rating": "up", "comment": "secret"})),
+        )
+        .await;
+    let (cid, fid, nid, fbid) = (id(&c), id(&folder), id(&note), id(&feedback));
+
+    let intruder = d.user_token("mallory").await;
+    let own = create(&d, &intruder, json!({"model": "alpha", "title": "mine"})).await;
+    let own_id = id(&own);
+    let secrets =
+        [cid.as_str(), fid.as_str(), reply.as_str(), prompt.as_str(), nid.as_str(), fbid.as_str(), "Secret", "secret"];
+    let attempts: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, format!("/api/folders/{fid}"), None),
+        (Method::PATCH, format!("/api/folders/{fid}"), Some(json!({"name": "mine now"}))),
+        (Method::DELETE, format!("/api/folders/{fid}?recursive=true"), None),
+        (Method::POST, "/api/folders".into(), Some(json!({"name": "inside", "parent_id": fid}))),
+        (Method::GET, format!("/api/conversations/{cid}"), None),
+        (Method::PATCH, format!("/api/conversations/{cid}"), Some(json!({"title": "mine now"}))),
+        (Method::DELETE, format!("/api/conversations/{cid}"), None),
+        (Method::GET, format!("/api/conversations?folder_id={fid}"), None),
+        (Method::POST, "/api/conversations".into(), Some(json!({"model": "alpha", "folder_id": fid}))),
+        (Method::GET, format!("/api/conversations/{cid}/messages"), None),
+        (Method::GET, format!("/api/conversations/{cid}/messages?view=tree"), None),
+        (Method::POST, format!("/api/conversations/{cid}/messages"), Some(json!({"content": "hi", "stream": false}))),
+        (Method::POST, format!("/api/conversations/{cid}/messages/{reply}/regenerate"), Some(json!({"stream": false}))),
+        (Method::POST, format!("/api/conversations/{cid}/stop"), None),
+        (Method::GET, format!("/api/conversations/{cid}/stream"), None),
+        (Method::GET, format!("/api/conversations/{cid}/stream?last_event_id={reply}:0"), None),
+        (Method::GET, format!("/api/conversations/{cid}/export"), None),
+        (Method::GET, format!("/api/conversations/{cid}/export?format=markdown"), None),
+        (
+            Method::POST,
+            format!("/api/conversations/import?folder_id={fid}"),
+            Some(json!({
+                "format": "ollamanet.conversation.v1", "title": "t", "model": "alpha", "system_prompt": null,
+                "created_at": "2025-01-01T00:00:00Z", "active_message_id": null, "messages": []
+            })),
+        ),
+        // The intruder's own conversation, pointed at the owner's things.
+        (Method::PATCH, format!("/api/conversations/{own_id}"), Some(json!({"folder_id": fid}))),
+        (Method::PATCH, format!("/api/conversations/{own_id}"), Some(json!({"active_message_id": reply}))),
+        (
+            Method::POST,
+            format!("/api/conversations/{own_id}/messages"),
+            Some(json!({"content": "x", "parent_id": reply, "stream": false})),
+        ),
+        (
+            Method::POST,
+            format!("/api/conversations/{own_id}/messages"),
+            Some(json!({"content": "x", "edit_of": prompt, "stream": false})),
+        ),
+        (
+            Method::POST,
+            format!("/api/conversations/{own_id}/messages/{reply}/regenerate"),
+            Some(json!({"stream": false})),
+        ),
+        (Method::GET, format!("/api/notes/{nid}"), None),
+        (Method::PATCH, format!("/api/notes/{nid}"), Some(json!({"text": "mine now"}))),
+        (Method::DELETE, format!("/api/notes/{nid}"), None),
+        (Method::GET, format!("/api/notes?message_id={reply}"), None),
+        (Method::GET, format!("/api/notes?conversation_id={cid}"), None),
+        (Method::POST, "/api/notes".into(), Some(json!({"message_id": reply, "start": 0, "end": 1, "text": "x"}))),
+        (Method::GET, format!("/api/feedback/{fbid}"), None),
+        (Method::PATCH, format!("/api/feedback/{fbid}"), Some(json!({"rating": "down"}))),
+        (Method::DELETE, format!("/api/feedback/{fbid}"), None),
+        (Method::GET, format!("/api/feedback?message_id={reply}"), None),
+        (Method::GET, format!("/api/feedback?conversation_id={cid}"), None),
+        (Method::POST, "/api/feedback".into(), Some(json!({"message_id": reply, "rating": "down"}))),
+    ];
+    for (method, path, body) in attempts {
+        let (status, answer) = d.call(method.clone(), &path, Some(&intruder), body).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {answer}");
+        assert_eq!(answer["code"], "not_found", "{method} {path}");
+        let text = answer.to_string();
+        for secret in secrets {
+            assert!(!text.contains(secret), "{method} {path} leaks {secret}: {text}");
+        }
+    }
+    // Lists show only the caller's own things.
+    let (_, list) = d.call(Method::GET, "/api/conversations?q=secret", Some(&intruder), None).await;
+    assert_eq!(list["items"], json!([]));
+    let (_, folders) = d.call(Method::GET, "/api/folders", Some(&intruder), None).await;
+    assert!(!folders.to_string().contains(&fid));
+
+    // And the owner's things are as they were.
+    let (_, c) = d.call(Method::GET, &format!("/api/conversations/{cid}"), Some(&owner), None).await;
+    assert_eq!((c["title"].as_str(), c["folder_id"].as_str()), (Some("Secret title"), Some(fid.as_str())));
+    assert_eq!(contents(&messages(&d, &owner, &cid, "tree").await), ["secret content", "Hello from n7"]);
+    let (status, note) = d.call(Method::GET, &format!("/api/notes/{nid}"), Some(&owner), None).await;
+    assert_eq!((status, note["text"].as_str()), (StatusCode::OK, Some("secret note")));
+    let (status, fb) = d.call(Method::GET, &format!("/api/feedback/{fbid}"), Some(&owner), None).await;
+    assert_eq!((status, fb["rating"].as_str()), (StatusCode::OK, Some("up")));
+    assert!(
+        messages(&d, &intruder, &own_id, "tree").await.is_empty(),
+        "no message went into the intruder's own conversation"
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_problems() {
+    let node = FakeOllama::start("n8", &["alpha"]).await;
+    let d = deployment(&node).await;
+    let token = d.user_token("ivy").await;
+    let cid = id(&create(&d, &token, json!({"model": "alpha", "title": "t"})).await);
+    let long = "x".repeat(100_001);
+    let cases: Vec<(Method, String, Value, StatusCode, &str)> = vec![
+        (
+            Method::POST,
+            "/api/conversations".into(),
+            json!({"model": "alpha", "owner_id": "x"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            Method::POST,
+            "/api/conversations".into(),
+            json!({"model": ""}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            Method::POST,
+            "/api/conversations".into(),
+            json!({"model": "a b"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            Method::POST,
+            "/api/conversations".into(),
+            json!({"model": "alpha", "title": "a\u{0}b"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            Method::POST,
+            format!("/api/conversations/{cid}/messages"),
+            json!({"content": "  "}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            Method::POST,
+            format!("/api/conversations/{cid}/messages"),
+            json!({"content": long}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            Method::POST,
+            format!("/api/conversations/{cid}/messages"),
+            json!({"content": "x", "edit_of": cid, "parent_id": cid}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            Method::POST,
+            format!("/api/conversations/{cid}/messages"),
+            json!({"content": "x", "options": {"temperature": "hot"}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        // A malformed id names nothing, like an unknown one.
+        (Method::GET, "/api/conversations/not-a-uuid".into(), Value::Null, StatusCode::NOT_FOUND, "not_found"),
+        (
+            Method::GET,
+            format!("/api/conversations/{cid}/messages?view=graph"),
+            Value::Null,
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            Method::GET,
+            format!("/api/conversations/{cid}/export?format=xml"),
+            Value::Null,
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (Method::GET, "/api/conversations?limit=abc".into(), Value::Null, StatusCode::BAD_REQUEST, "invalid_query"),
+        (
+            Method::POST,
+            "/api/folders".into(),
+            json!({"name": "x".repeat(101)}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+    ];
+    for (method, path, body, status, code) in cases {
+        let body = (!body.is_null()).then_some(body);
+        let (got, problem) = d.call(method.clone(), &path, Some(&token), body).await;
+        assert_eq!((got, problem["code"].as_str()), (status, Some(code)), "{method} {path}: {problem}");
+    }
+    // The model that is not there fails the reply with a clear error event, and nothing breaks.
+    let other = id(&create(&d, &token, json!({"model": "nosuchmodel", "title": "t"})).await);
+    let events = send(&d, &token, &other, json!({"content": "hi"})).await.rest().await;
+    let last = events.last().unwrap();
+    assert_eq!((last.event.as_str(), last.data["code"].as_str()), ("error", Some("model_not_found")), "{events:?}");
+    let path = messages(&d, &token, &other, "path").await;
+    assert_eq!(path[1]["status"], "failed");
+    assert!(path[1]["error"].as_str().unwrap().contains("not found"));
+    let (status, _) = d.call(Method::GET, "/api/conversations", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
