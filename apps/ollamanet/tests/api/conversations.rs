@@ -765,3 +765,111 @@ async fn bad_requests_get_clear_problems() {
     let (status, _) = d.call(Method::GET, "/api/conversations", None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+/// The whole platform with the real SmolLM2 on the embedded engine: a folder and a
+/// conversation, a streamed reply, an edit, a regeneration, a stop, a resume after a disconnect,
+/// and an export imported back.
+#[tokio::test]
+async fn slow_a_conversation_with_smollm2_through_the_whole_platform() {
+    let infra = TestInfra::new().await;
+    let mut config = base_config(&infra);
+    config.engine.threads = Some(2);
+    config.engine.num_ctx = 2048;
+    ollamanet_engine::demo(infra.data_dir(), &config.engine, |m| eprintln!("{m}")).await.expect("demo models");
+    let d = Deployment::start_with(crate::helpers::Mode::AllInOne, infra, config).await;
+    let token = d.user_token("joan").await;
+    let (_, folder) = d.call(Method::POST, "/api/folders", Some(&token), Some(json!({"name": "Geography"}))).await;
+    let c = create(&d, &token, json!({"model": "smollm2:135m", "folder_id": folder["id"]})).await;
+    let cid = id(&c);
+    let greedy = |n: u32| json!({"temperature": 0, "num_predict": n});
+
+    // A streamed reply, saved with its usage; the conversation is named after it.
+    let events = send(&d, &token, &cid, json!({"content": "What is the capital of France?", "options": greedy(48)}))
+        .await
+        .rest()
+        .await;
+    assert!(deltas(&events).contains("Paris"), "{events:?}");
+    let done = events.iter().find(|e| e.event == "done").expect("done");
+    assert_eq!(done.data["status"], "complete");
+    assert!(done.data["usage"]["completion_tokens"].as_i64().unwrap() > 0);
+    let title = events.last().unwrap();
+    assert_eq!(title.event, "title", "{events:?}");
+    let (_, c) = d.call(Method::GET, &format!("/api/conversations/{cid}"), Some(&token), None).await;
+    assert_eq!(c["title"], title.data["title"]);
+    let first = messages(&d, &token, &cid, "path").await;
+    assert_eq!(first[1]["content"].as_str(), Some(deltas(&events).as_str()));
+
+    // Edit the question: a second branch; regenerate its answer: a third reply.
+    let question = first[0]["id"].as_str().unwrap();
+    let edited = exchange(
+        &d,
+        &token,
+        &cid,
+        json!({"content": "What is the capital of Italy?", "edit_of": question, "options": greedy(32)}),
+    )
+    .await;
+    assert!(!edited["reply"]["content"].as_str().unwrap().is_empty());
+    let reply = edited["reply"]["id"].as_str().unwrap();
+    let res = d
+        .client
+        .post(d.at(&format!("/api/conversations/{cid}/messages/{reply}/regenerate")))
+        .bearer_auth(&token)
+        .json(&json!({"stream": false, "options": {"temperature": 0.9, "seed": 7, "num_predict": 32}}))
+        .timeout(Duration::from_secs(300))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let path = messages(&d, &token, &cid, "path").await;
+    assert_eq!(path[0]["sibling_ids"].as_array().unwrap().len(), 2);
+    assert_eq!(path[1]["sibling_ids"].as_array().unwrap().len(), 2);
+
+    // Stop a long answer after its first words.
+    let mut long = send(
+        &d,
+        &token,
+        &cid,
+        json!({"content": "Tell me a very long story about a dragon.", "options": greedy(1500)}),
+    )
+    .await;
+    long.next().await.unwrap();
+    let said = long.next().await.unwrap();
+    assert_eq!(said.event, "delta");
+    let (_, stopped) = d.call(Method::POST, &format!("/api/conversations/{cid}/stop"), Some(&token), None).await;
+    assert_eq!(stopped["stopping"], true);
+    let rest = long.rest().await;
+    assert_eq!(rest.last().unwrap().data["status"], "stopped");
+    let stored = messages(&d, &token, &cid, "path").await.pop().unwrap();
+    assert_eq!(stored["status"], "stopped");
+    assert!(stored["usage"]["completion_tokens"].is_null() || stored["content"].as_str().unwrap().len() < 6000);
+
+    // Drop the connection after the first words, come back, and get the rest.
+    let mut counting =
+        send(&d, &token, &cid, json!({"content": "Count from one to twenty.", "options": greedy(96)})).await;
+    counting.next().await.unwrap();
+    let first_words = counting.next().await.unwrap();
+    drop(counting);
+    let res = d
+        .client
+        .get(d.at(&format!("/api/conversations/{cid}/stream")))
+        .bearer_auth(&token)
+        .header("Last-Event-ID", &first_words.id)
+        .timeout(Duration::from_secs(300))
+        .send()
+        .await
+        .unwrap();
+    let resumed = SseReader::new(res).rest().await;
+    assert_eq!(resumed.last().unwrap().event, "done", "{resumed:?}");
+    let whole = format!("{}{}", first_words.data["content"].as_str().unwrap(), deltas(&resumed));
+    let stored = messages(&d, &token, &cid, "path").await.pop().unwrap();
+    assert_eq!((stored["content"].as_str(), stored["status"].as_str()), (Some(whole.as_str()), Some("complete")));
+
+    // Export and import back: the same tree.
+    let (_, export) = d.call(Method::GET, &format!("/api/conversations/{cid}/export"), Some(&token), None).await;
+    let (status, imported) = d.call(Method::POST, "/api/conversations/import", Some(&token), Some(export)).await;
+    assert_eq!(status, StatusCode::CREATED, "{imported}");
+    assert_eq!(
+        contents(&messages(&d, &token, &id(&imported), "tree").await),
+        contents(&messages(&d, &token, &cid, "tree").await)
+    );
+}
