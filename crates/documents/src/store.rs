@@ -7,6 +7,7 @@
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
@@ -79,6 +80,33 @@ impl Store {
     pub fn remove(&self, sha256: &str) -> Result<bool, DocumentError> {
         let path = self.path(sha256)?;
         Ok(none_if_missing(fs::remove_file(path))?.is_some())
+    }
+
+    /// The digests of the files stored more than `age` ago, to look for ones nothing names any
+    /// more; temporary files of writes that never finished, older than `age`, are deleted.
+    pub fn stored_before(&self, age: Duration) -> Result<Vec<String>, DocumentError> {
+        let Some(cutoff) = SystemTime::now().checked_sub(age) else { return Ok(Vec::new()) };
+        let mut digests = Vec::new();
+        for shard in fs::read_dir(&self.dir)? {
+            let shard = shard?;
+            if !shard.file_type()?.is_dir() {
+                continue;
+            }
+            for entry in fs::read_dir(shard.path())? {
+                let entry = entry?;
+                let old = entry.metadata()?.modified()? < cutoff;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !old {
+                    continue;
+                }
+                if name.starts_with(".tmp-") {
+                    none_if_missing(fs::remove_file(entry.path()))?;
+                } else if self.path(&name).is_ok_and(|p| p == entry.path()) {
+                    digests.push(name);
+                }
+            }
+        }
+        Ok(digests)
     }
 
     /// The path for a digest, which must be exactly 64 lowercase hex characters: anything else
@@ -174,6 +202,32 @@ mod tests {
         let names: Vec<_> =
             fs::read_dir(first.path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, [std::ffi::OsString::from(&first.sha256)]);
+    }
+
+    #[test]
+    fn stored_before_lists_old_files_and_clears_old_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path()).unwrap();
+        let age_file = |path: &Path| {
+            let two_hours_ago = SystemTime::now() - Duration::from_secs(7200);
+            File::options().write(true).open(path).unwrap().set_modified(two_hours_ago).unwrap();
+        };
+        let old = store.put(b"old").unwrap();
+        age_file(&old.path);
+        let new = store.put(b"new").unwrap();
+        let shard = old.path.parent().unwrap();
+        let stale_tmp = shard.join(".tmp-stale");
+        fs::write(&stale_tmp, b"half").unwrap();
+        age_file(&stale_tmp);
+        let fresh_tmp = shard.join(".tmp-fresh");
+        fs::write(&fresh_tmp, b"writing").unwrap();
+        let stranger = shard.join("not-a-digest");
+        fs::write(&stranger, b"?").unwrap();
+        age_file(&stranger);
+
+        assert_eq!(store.stored_before(Duration::from_secs(3600)).unwrap(), [old.sha256]);
+        assert!(!stale_tmp.exists());
+        assert!(fresh_tmp.exists() && stranger.exists() && new.path.exists() && old.path.exists());
     }
 
     #[test]

@@ -19,6 +19,64 @@ pub struct ConversationConfig {
     pub generate_titles: bool,
     /// Characters a message may have.
     pub max_message_chars: usize,
+    /// Documents and retrieval (`[conversation.documents]`).
+    pub documents: DocumentsConfig,
+}
+
+/// Uploaded documents and retrieval from them; see `docs/documents.md`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DocumentsConfig {
+    /// Largest file accepted, in bytes. The gateway's route for uploads has its own body limit,
+    /// which must be a little larger.
+    pub max_upload_bytes: u64,
+    /// Most characters in a chunk.
+    pub chunk_size: usize,
+    /// Characters consecutive chunks of a page share.
+    pub chunk_overlap: usize,
+    /// The embedding model, reached through the inference service.
+    pub embed_model: String,
+    /// Chunks retrieved for a message (and the default of a search).
+    pub top_k: usize,
+    /// Documents read (parsed, inflated, chunked) at once; the rest wait.
+    pub max_concurrent_extractions: usize,
+}
+
+impl Default for DocumentsConfig {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 20 * 1024 * 1024,
+            chunk_size: 800,
+            chunk_overlap: 120,
+            embed_model: "all-minilm".into(),
+            top_k: 4,
+            max_concurrent_extractions: 2,
+        }
+    }
+}
+
+impl DocumentsConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.max_upload_bytes == 0 {
+            return Err("conversation.documents.max_upload_bytes must be positive".into());
+        }
+        if !(100..=8000).contains(&self.chunk_size) {
+            return Err("conversation.documents.chunk_size must be 100 to 8000 characters".into());
+        }
+        if self.chunk_overlap * 2 > self.chunk_size {
+            return Err("conversation.documents.chunk_overlap must be at most half of chunk_size".into());
+        }
+        if self.embed_model.trim().is_empty() {
+            return Err("conversation.documents.embed_model must name a model".into());
+        }
+        if !(1..=20).contains(&self.top_k) {
+            return Err("conversation.documents.top_k must be 1 to 20".into());
+        }
+        if self.max_concurrent_extractions == 0 {
+            return Err("conversation.documents.max_concurrent_extractions must be positive".into());
+        }
+        Ok(())
+    }
 }
 
 impl Default for ConversationConfig {
@@ -28,6 +86,7 @@ impl Default for ConversationConfig {
             persist_interval: Duration::from_millis(250),
             generate_titles: true,
             max_message_chars: 100_000,
+            documents: DocumentsConfig::default(),
         }
     }
 }
@@ -43,6 +102,6 @@ impl ConversationConfig {
         if self.max_message_chars == 0 {
             return Err("conversation.max_message_chars must be positive".into());
         }
-        Ok(())
+        self.documents.validate()
     }
 }

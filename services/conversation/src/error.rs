@@ -24,6 +24,11 @@ pub enum ConversationError {
     GenerationInProgress,
     #[error("feedback on this message exists already; change it instead")]
     FeedbackExists,
+    /// An upload that cannot be taken, or a stored file that cannot be read.
+    #[error(transparent)]
+    Document(#[from] ollamanet_documents::DocumentError),
+    #[error("the document is being processed; wait for it to finish")]
+    DocumentBusy,
     #[error("the model could not answer: {0}")]
     Inference(String),
     #[error("the inference service is not reachable")]
@@ -56,6 +61,8 @@ impl ConversationError {
             ConversationError::FolderNotEmpty => Problem::conflict("folder_not_empty", msg),
             ConversationError::GenerationInProgress => Problem::conflict("generation_in_progress", msg),
             ConversationError::FeedbackExists => Problem::conflict("feedback_exists", msg),
+            ConversationError::Document(e) => document_problem(&e),
+            ConversationError::DocumentBusy => Problem::conflict("document_busy", msg),
             ConversationError::Inference(_) => Problem::new(StatusCode::BAD_GATEWAY, "inference_failed", msg),
             ConversationError::InferenceUnavailable => Problem::unavailable("inference_unavailable", msg),
             ConversationError::BadRequest(code, _) => Problem::bad_request(code, msg),
@@ -71,6 +78,22 @@ impl ConversationError {
             }
         }
     }
+}
+
+/// The upload's faults are the uploader's to fix (4xx, the message as `detail`); a failing disk is
+/// the server's.
+fn document_problem(e: &ollamanet_documents::DocumentError) -> Problem {
+    use ollamanet_documents::DocumentError as E;
+    let status = match e {
+        E::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        E::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        E::Empty | E::Corrupt(_) | E::Suspicious(_) | E::NoText => StatusCode::UNPROCESSABLE_ENTITY,
+        E::InvalidDigest | E::Io(_) => {
+            tracing::error!(error = %e, "document storage failed");
+            return Problem::internal();
+        }
+    };
+    Problem::new(status, e.code(), e.to_string())
 }
 
 impl IntoResponse for ConversationError {

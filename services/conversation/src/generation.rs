@@ -27,7 +27,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::inference::{Caller, ChatLine, Failure, Inference};
-use crate::store::{MessageRecord, MessageStatus, Store, Usage};
+use crate::store::{Citation, MessageRecord, MessageStatus, Store, Usage};
 
 /// A stored reply still `streaming` is re-saved at least this often, so that a reply whose
 /// process died can be told from one that is merely slow.
@@ -65,6 +65,8 @@ pub struct DoneEvent {
     /// `complete` or `stopped`.
     pub status: MessageStatus,
     pub usage: Usage,
+    /// The document chunks the model was given (see `docs/documents.md`).
+    pub citations: Vec<Citation>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -96,6 +98,7 @@ pub struct Progress {
     pub usage: Usage,
     pub error: Option<Failure>,
     pub title: Title,
+    pub citations: Vec<Citation>,
 }
 
 impl Progress {
@@ -107,6 +110,7 @@ impl Progress {
             usage: m.usage.clone(),
             error: m.error.clone().map(|message| Failure { code: "inference_failed", message }),
             title: Title::None,
+            citations: m.citations.clone().unwrap_or_default(),
         }
     }
 }
@@ -119,7 +123,7 @@ pub struct Generation {
 }
 
 impl Generation {
-    pub fn new(start: Start, owner: Uuid) -> Arc<Self> {
+    pub fn new(start: Start, owner: Uuid, citations: Vec<Citation>) -> Arc<Self> {
         let progress = Progress {
             content: String::new(),
             status: MessageStatus::Streaming,
@@ -127,6 +131,7 @@ impl Generation {
             usage: Usage::default(),
             error: None,
             title: Title::None,
+            citations,
         };
         Arc::new(Self { start, owner, progress: watch::Sender::new(progress), cancel: CancellationToken::new() })
     }
@@ -135,8 +140,10 @@ impl Generation {
         self.cancel.cancel();
     }
 
-    pub fn snapshot(&self) -> Progress {
-        self.progress.borrow().clone()
+    /// Whether `offset` is a place in the reply so far that a follower can start from.
+    pub fn has_offset(&self, offset: usize) -> bool {
+        // `is_char_boundary` is false past the end.
+        self.progress.borrow().content.is_char_boundary(offset)
     }
 
     /// Waits for the reply to end (complete, stopped or failed).
@@ -419,30 +426,46 @@ pub enum Source {
     },
 }
 
-impl Source {
-    /// The progress once it differs from what the follower has seen, or None when it never will.
-    async fn next(&mut self, first: bool) -> Option<Progress> {
-        match self {
+struct Follower {
+    source: Source,
+    cursor: Cursor,
+}
+
+impl Follower {
+    /// Waits for the progress to differ from what was seen and turns it into events; false when
+    /// it never will. A live reply is read in place: only the new bytes are copied, so following
+    /// costs the same however long the reply has grown.
+    async fn advance(&mut self) -> bool {
+        let first = std::mem::replace(&mut self.cursor.first, false);
+        match &mut self.source {
             Source::Live(rx) => {
                 if !first && rx.changed().await.is_err() {
                     // The generation is gone; its last word stands.
-                    return Some(rx.borrow().clone()).filter(|p| p.status.is_final());
+                    let p = rx.borrow();
+                    if !p.status.is_final() {
+                        return false;
+                    }
+                    self.cursor.absorb(&p);
+                    return true;
                 }
-                Some(rx.borrow_and_update().clone())
+                self.cursor.absorb(&rx.borrow_and_update());
+                true
             }
             Source::Stored { store, owner, reply } => {
                 if !first {
                     tokio::time::sleep(POLL).await;
                 }
-                store.message(*owner, *reply).await.ok().map(|m| Progress::stored(&m))
+                let Ok(m) = store.message(*owner, *reply).await else { return false };
+                self.cursor.absorb(&Progress::stored(&m));
+                true
             }
         }
     }
 }
 
-struct Follower {
+/// What a follower has delivered, and the events waiting to go.
+struct Cursor {
     start: Start,
-    source: Source,
     /// Bytes of content delivered.
     sent: usize,
     queue_position: Option<usize>,
@@ -452,7 +475,7 @@ struct Follower {
     ended: bool,
 }
 
-impl Follower {
+impl Cursor {
     fn event(&self, kind: &str, data: &impl Serialize) -> Event {
         Event::default()
             .event(kind)
@@ -483,7 +506,10 @@ impl Follower {
                 Some(f) if p.status == MessageStatus::Failed => {
                     self.event("error", &ErrorEvent { message_id, code: f.code.to_owned(), detail: f.message.clone() })
                 }
-                _ => self.event("done", &DoneEvent { message_id, status: p.status, usage: p.usage.clone() }),
+                _ => self.event(
+                    "done",
+                    &DoneEvent { message_id, status: p.status, usage: p.usage.clone(), citations: p.citations.clone() },
+                ),
             };
             self.pending.push_back(e);
         }
@@ -504,9 +530,8 @@ impl Follower {
 /// The SSE events of a reply from `offset` on: `start`, then `queued`, `delta`, and at the end
 /// `done` or `error`, then `title` when one is made.
 pub fn events(start: Start, source: Source, offset: usize) -> impl Stream<Item = Result<Event, Infallible>> + Send {
-    let mut follower = Follower {
+    let mut cursor = Cursor {
         start,
-        source,
         sent: offset,
         queue_position: None,
         done_sent: false,
@@ -514,27 +539,24 @@ pub fn events(start: Start, source: Source, offset: usize) -> impl Stream<Item =
         pending: VecDeque::new(),
         ended: false,
     };
-    let e = follower.event("start", &follower.start.clone());
-    follower.pending.push_back(e);
-    futures::stream::unfold(follower, |mut f| async move {
+    let e = cursor.event("start", &cursor.start);
+    cursor.pending.push_back(e);
+    futures::stream::unfold(Follower { source, cursor }, |mut f| async move {
         loop {
-            if let Some(e) = f.pending.pop_front() {
+            if let Some(e) = f.cursor.pending.pop_front() {
                 return Some((Ok(e), f));
             }
-            if f.ended {
+            if f.cursor.ended {
                 return None;
             }
-            let first = std::mem::replace(&mut f.first, false);
-            match f.source.next(first).await {
-                Some(p) => f.absorb(&p),
-                None => {
-                    f.ended = true;
-                    if !f.done_sent {
-                        let message_id = f.start.message_id;
-                        let detail = "the reply is no longer being generated".to_owned();
-                        let e = f.event("error", &ErrorEvent { message_id, code: "generation_lost".into(), detail });
-                        f.pending.push_back(e);
-                    }
+            if !f.advance().await {
+                let c = &mut f.cursor;
+                c.ended = true;
+                if !c.done_sent {
+                    let message_id = c.start.message_id;
+                    let detail = "the reply is no longer being generated".to_owned();
+                    let e = c.event("error", &ErrorEvent { message_id, code: "generation_lost".into(), detail });
+                    c.pending.push_back(e);
                 }
             }
         }

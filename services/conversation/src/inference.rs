@@ -10,10 +10,11 @@ use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use kit::authn::Identity;
 use kit::upstream::{Upstream, UpstreamError};
-use ollama_api::types::{ChatRequest, ChatResponse};
+use ollama_api::types::{ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, OneOrMany};
 use serde::Deserialize;
 
 const CHAT_PATH: &str = "/ollama/api/chat";
+const EMBED_PATH: &str = "/ollama/api/embed";
 /// Error bodies are short; anything longer is not read.
 const MAX_ERROR_BODY: usize = 16 * 1024;
 
@@ -106,16 +107,43 @@ impl Inference {
         serde_json::from_slice(&bytes.to_bytes()).map_err(|e| Failure::new("inference_failed", e.to_string()))
     }
 
+    /// The vectors of `input` (in order) from the embedding model `model`.
+    pub async fn embed(&self, caller: &Caller, model: &str, input: Vec<String>) -> Result<Vec<Vec<f32>>, Failure> {
+        let count = input.len();
+        let req = EmbedRequest { model: model.to_owned(), input: Some(OneOrMany::Many(input)), ..Default::default() };
+        let body = serde_json::to_vec(&req).map_err(|e| Failure::new("inference_failed", e.to_string()))?;
+        let res = self.post(caller, EMBED_PATH, body, false).await?;
+        let bytes = res.into_body().collect().await.map_err(|e| Failure::new("inference_failed", e.to_string()))?;
+        let answer: EmbedResponse =
+            serde_json::from_slice(&bytes.to_bytes()).map_err(|e| Failure::new("inference_failed", e.to_string()))?;
+        if answer.embeddings.len() != count || answer.embeddings.iter().any(Vec::is_empty) {
+            return Err(Failure::new("inference_failed", "the embedding model did not return one vector per input"));
+        }
+        Ok(answer.embeddings)
+    }
+
     async fn send(&self, caller: &Caller, req: &ChatRequest, stream: bool) -> Result<http::Response<Body>, Failure> {
         let mut req = req.clone();
         req.stream = Some(stream);
         let body = serde_json::to_vec(&req).map_err(|e| Failure::new("inference_failed", e.to_string()))?;
+        self.post(caller, CHAT_PATH, body, stream).await
+    }
+
+    /// POSTs a JSON body to the inference service as `caller`. `queue_events`: ask for the
+    /// queue-position lines of a stream.
+    async fn post(
+        &self,
+        caller: &Caller,
+        path: &'static str,
+        body: Vec<u8>,
+        queue_events: bool,
+    ) -> Result<http::Response<Body>, Failure> {
         let mut builder = Request::builder()
             .method(Method::POST)
-            .uri(CHAT_PATH)
+            .uri(path)
             .header(header::CONTENT_TYPE, "application/json")
             .extension(caller.identity.clone());
-        if stream {
+        if queue_events {
             builder = builder.header(ollama_api::QUEUE_EVENTS, "1");
         }
         if let Some(auth) = &caller.authorization {

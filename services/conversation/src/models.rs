@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::store::{
-    ConversationRecord, FeedbackRecord, FolderRecord, MessageRecord, MessageStatus, NoteRecord, Role, Usage,
+    Citation, ConversationRecord, FeedbackRecord, FolderRecord, MessageRecord, MessageStatus, NoteRecord, Role, Usage,
 };
 
 // ---- folders ----
@@ -140,6 +140,9 @@ pub struct Message {
     pub usage: Option<Usage>,
     /// Messages of the branch left out of the model's context for this reply.
     pub context_dropped: i64,
+    /// For replies: the document chunks the model was given, numbered as it was shown them
+    /// (empty when the conversation has no documents).
+    pub citations: Vec<Citation>,
     /// The messages with the same parent, this one included, oldest first: the branches a
     /// client can switch between.
     pub sibling_ids: Vec<Uuid>,
@@ -161,6 +164,7 @@ impl Message {
             error: m.error,
             usage,
             context_dropped: m.context_dropped,
+            citations: m.citations.unwrap_or_default(),
             sibling_ids,
             created_at: m.created_at,
             updated_at: m.updated_at,

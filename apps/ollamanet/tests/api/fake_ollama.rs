@@ -240,10 +240,30 @@ async fn embed(State(n): State<Node>, Json(req): Json<Value>) -> Response {
     if !n.models.lock().unwrap().contains(&model) {
         return not_found(&model);
     }
-    let count = req["input"].as_array().map_or(1, Vec::len);
-    let embeddings: Vec<Value> = (0..count).map(|_| json!([0.6, 0.8, 0.0])).collect();
+    let texts: Vec<&str> = match &req["input"] {
+        Value::Array(items) => items.iter().map(|t| t.as_str().unwrap_or_default()).collect(),
+        other => vec![other.as_str().unwrap_or_default()],
+    };
+    let embeddings: Vec<Value> = texts.iter().map(|t| json!(bag_of_words(t))).collect();
     Json(json!({"model": model, "embeddings": embeddings, "total_duration": 1000, "prompt_eval_count": 2}))
         .into_response()
+}
+
+/// A stand-in for an embedding: the text's words hashed into 64 dimensions, so texts sharing
+/// words are similar and the same text always has the same vector.
+fn bag_of_words(text: &str) -> Vec<f32> {
+    let mut v = vec![0f32; 64];
+    for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        let hash = word
+            .to_lowercase()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        v[(hash % 64) as usize] += 1.0;
+    }
+    if v.iter().all(|x| *x == 0.0) {
+        v[0] = 1.0;
+    }
+    v
 }
 
 async fn show(State(n): State<Node>, Json(req): Json<Value>) -> Response {

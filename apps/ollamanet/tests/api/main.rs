@@ -6,6 +6,7 @@ mod bad_input;
 mod cli;
 mod conversations;
 mod discovery;
+mod documents;
 mod engine;
 mod fake_ollama;
 mod gateway;

@@ -4,8 +4,8 @@
 //! The events of a reply, each with `id: <reply id>:<bytes delivered>`:
 //! `start` (`conversation_id`, `message_id`, `parent_id`, `model`, `context_dropped`), `queued`
 //! (`position`) while the request waits for an engine, `delta` (`content`), then `done`
-//! (`message_id`, `status` complete or stopped, `usage`) or `error` (`message_id`, `code`,
-//! `detail`), and `title` (`title`) when the conversation was just named.
+//! (`message_id`, `status` complete or stopped, `usage`, `citations`) or `error` (`message_id`,
+//! `code`, `detail`), and `title` (`title`) when the conversation was just named.
 
 use std::convert::Infallible;
 

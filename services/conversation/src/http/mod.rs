@@ -3,12 +3,13 @@
 
 mod annotations;
 mod conversations;
+mod documents;
 mod folders;
 mod messages;
 
 use std::sync::Arc;
 
-use axum::extract::{FromRef, FromRequestParts};
+use axum::extract::{DefaultBodyLimit, FromRef, FromRequestParts};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::Response;
@@ -19,6 +20,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::config::DocumentsConfig;
 use crate::inference::Caller;
 use crate::service::ConversationService;
 
@@ -63,12 +65,17 @@ impl FromRequestParts<AppState> for Me {
         (name = "messages", description = "Messages, replies as server-sent events, branches"),
         (name = "notes", description = "Notes on replies"),
         (name = "feedback", description = "Ratings of replies"),
+        (name = "documents", description = "Documents attached to conversations, and retrieval from them"),
     )
 )]
 struct ApiDoc;
 
 /// Every route of the service with its OpenAPI description.
-pub fn routes() -> OpenApiRouter<AppState> {
+pub fn routes(config: &DocumentsConfig) -> OpenApiRouter<AppState> {
+    // Uploads may be as large as the configured cap (plus the multipart framing), and no larger.
+    let uploads = OpenApiRouter::new()
+        .routes(routes!(documents::list, documents::upload))
+        .layer(DefaultBodyLimit::max(documents::upload_body_limit(config)));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(folders::list, folders::create))
         .routes(routes!(folders::get, folders::update, folders::delete))
@@ -84,4 +91,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(annotations::get_note, annotations::update_note, annotations::delete_note))
         .routes(routes!(annotations::list_feedback, annotations::create_feedback))
         .routes(routes!(annotations::get_feedback, annotations::update_feedback, annotations::delete_feedback))
+        .merge(uploads)
+        .routes(routes!(documents::search))
+        .routes(routes!(documents::get, documents::delete))
+        .routes(routes!(documents::process))
+        .routes(routes!(documents::download))
 }

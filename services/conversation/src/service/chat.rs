@@ -148,8 +148,27 @@ impl ConversationService {
     async fn start_reply(&self, owner: Uuid, caller: Caller, plan: Plan) -> Result<Reply, ConversationError> {
         let Plan { conversation: c, prompt, path, options } = plan;
         let answered = path.last().map(|m| m.id);
-        let (messages, dropped) = history::build(c.system_prompt.as_deref(), &path, self.config.history_tokens);
+        let context = match path.last() {
+            Some(m) => self.document_context(owner, &caller, c.id, &m.content).await,
+            None => None,
+        };
+        // The documents' excerpts take their share of the history's budget.
+        let budget = self
+            .config
+            .history_tokens
+            .saturating_sub(context.as_ref().map_or(0, |(m, _)| m.content.chars().count().div_ceil(4)));
+        let (mut messages, dropped) = history::build(c.system_prompt.as_deref(), &path, budget);
+        let citations = match context {
+            Some((message, citations)) => {
+                // Right after the conversation's own system prompt (see docs/documents.md).
+                let at = usize::from(messages.first().is_some_and(|m| m.role == "system"));
+                messages.insert(at, message);
+                citations
+            }
+            None => Vec::new(),
+        };
         let mut reply = MessageRecord::new(c.id, answered, Role::Assistant, String::new());
+        reply.citations = (!citations.is_empty()).then(|| citations.clone());
         reply.status = MessageStatus::Streaming;
         reply.model = Some(c.model.clone());
         reply.context_dropped = i64::try_from(dropped).unwrap_or(i64::MAX);
@@ -160,7 +179,7 @@ impl ConversationService {
             model: c.model.clone(),
             context_dropped: reply.context_dropped,
         };
-        let generation = Generation::new(start, owner);
+        let generation = Generation::new(start, owner, citations);
         if !self.jobs.begin(generation.clone()) || self.store.generating(owner, c.id).await?.is_some() {
             self.jobs.end(&generation);
             return Err(ConversationError::GenerationInProgress);
@@ -228,10 +247,9 @@ impl ConversationService {
         if m.role != Role::Assistant {
             return Err(ConversationError::NotFound("reply"));
         }
-        let content_len = live.as_ref().map_or(m.content.len(), |g| g.snapshot().content.len());
-        let boundary =
-            live.as_ref().map_or(m.content.is_char_boundary(offset), |g| g.snapshot().content.is_char_boundary(offset));
-        if offset > content_len || !boundary {
+        // `is_char_boundary` is false past the end.
+        let valid = live.as_ref().map_or(m.content.is_char_boundary(offset), |g| g.has_offset(offset));
+        if !valid {
             return Err(invalid_event_id());
         }
         let stream: futures::stream::BoxStream<'static, _> = match live {

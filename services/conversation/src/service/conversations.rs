@@ -143,8 +143,9 @@ impl ConversationService {
         if let Some(g) = self.jobs.get(id).filter(|g| g.owner == owner) {
             g.stop();
         }
-        self.store.delete_conversation(owner, id).await?;
+        let files = self.store.delete_conversation(owner, id).await?;
         self.forget_conversation(id).await;
+        self.remove_unused_files(files).await;
         Ok(())
     }
 
@@ -248,6 +249,8 @@ impl ConversationService {
                 error: None,
                 usage: m.usage.unwrap_or_default(),
                 context_dropped: 0,
+                // They name documents of the exported conversation, which are not imported.
+                citations: None,
                 created_at: m.created_at,
                 updated_at: m.created_at,
             });

@@ -4,6 +4,7 @@
 mod annotations;
 mod chat;
 mod conversations;
+mod documents;
 mod folders;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use crate::inference::Inference;
 use crate::store::{ConversationRecord, MessageRecord, Store};
 
 pub use chat::{Reply, STOP_EVENT, StopGeneration};
+pub use documents::{Document, Library, ListDocuments, SearchDocuments, SearchResults, Upload, upload_too_large};
 
 /// How long a conversation's settings stay cached (in a shared cache; a private one would go
 /// stale when another instance changes them).
@@ -32,10 +34,11 @@ pub struct ConversationService {
     config: ConversationConfig,
     jobs: Arc<Jobs>,
     runner: Arc<Runner>,
+    library: Library,
 }
 
 impl ConversationService {
-    pub fn new(store: Store, cache: Cache, inference: Inference, config: ConversationConfig) -> Self {
+    pub fn new(store: Store, cache: Cache, inference: Inference, config: ConversationConfig, library: Library) -> Self {
         let jobs = Arc::new(Jobs::default());
         let runner = Arc::new(Runner {
             store: store.clone(),
@@ -44,7 +47,7 @@ impl ConversationService {
             jobs: jobs.clone(),
             persist_interval: config.persist_interval,
         });
-        Self { store, cache, config, jobs, runner }
+        Self { store, cache, config, jobs, runner, library }
     }
 
     pub fn jobs(&self) -> &Arc<Jobs> {
@@ -56,7 +59,9 @@ impl ConversationService {
         for g in self.jobs.owned_by(owner) {
             g.stop();
         }
-        self.store.delete_owner(owner).await
+        let files = self.store.delete_owner(owner).await?;
+        self.remove_unused_files(files).await;
+        Ok(())
     }
 
     /// A conversation of `owner`, from the cache when it is shared.

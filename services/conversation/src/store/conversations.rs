@@ -159,9 +159,18 @@ impl Store {
         Ok(done == 1)
     }
 
-    pub async fn delete_conversation(&self, owner: Uuid, id: Uuid) -> Result<(), ConversationError> {
-        let done = with_db!(&self.db, |pool| {
+    /// Deletes a conversation with everything in it; the digests of its documents' files, which
+    /// may now be unused.
+    pub async fn delete_conversation(&self, owner: Uuid, id: Uuid) -> Result<Vec<String>, ConversationError> {
+        let (done, files) = with_db!(&self.db, |pool| {
             let mut tx = pool.begin_write().await?;
+            let files: Vec<String> = sqlx::query_scalar(
+                "SELECT DISTINCT sha256 FROM documents WHERE conversation_id = $1 AND owner_id = $2",
+            )
+            .bind(id)
+            .bind(owner)
+            .fetch_all(&mut *tx)
+            .await?;
             let n = sqlx::query("DELETE FROM conversations WHERE id = $1 AND owner_id = $2")
                 .bind(id)
                 .bind(owner)
@@ -169,11 +178,11 @@ impl Store {
                 .await?
                 .rows_affected();
             tx.commit().await?;
-            n
+            (n, files)
         });
         if done == 0 {
             return Err(ConversationError::NotFound("conversation"));
         }
-        Ok(())
+        Ok(files)
     }
 }

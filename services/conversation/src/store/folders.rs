@@ -221,15 +221,21 @@ impl Store {
     }
 
     /// Everything a user has here, for when their account is deleted.
-    pub async fn delete_owner(&self, owner: Uuid) -> Result<(), ConversationError> {
+    /// Deletes everything of `owner`'s; the digests of their documents' files, which may now be
+    /// unused.
+    pub async fn delete_owner(&self, owner: Uuid) -> Result<Vec<String>, ConversationError> {
         with_db!(&self.db, |pool| {
             let mut tx = pool.begin_write().await?;
-            // Conversations take their messages, notes and feedback with them (cascades).
+            let files: Vec<String> = sqlx::query_scalar("SELECT DISTINCT sha256 FROM documents WHERE owner_id = $1")
+                .bind(owner)
+                .fetch_all(&mut *tx)
+                .await?;
+            // Conversations take their messages, documents, notes and feedback with them (cascades).
             for sql in ["DELETE FROM conversations WHERE owner_id = $1", "DELETE FROM folders WHERE owner_id = $1"] {
                 sqlx::query(sql).bind(owner).execute(&mut *tx).await?;
             }
             tx.commit().await?;
-            Ok(())
+            Ok(files)
         })
     }
 }

@@ -65,6 +65,10 @@ pub struct MessageRecord {
     #[sqlx(flatten)]
     pub usage: Usage,
     pub context_dropped: i64,
+    /// For replies given documents: the chunks they were given.
+    #[sqlx(json(nullable))]
+    #[serde(default)]
+    pub citations: Option<Vec<super::Citation>>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -83,6 +87,7 @@ impl MessageRecord {
             error: None,
             usage: Usage::default(),
             context_dropped: 0,
+            citations: None,
             created_at: now,
             updated_at: now,
         }

@@ -8,7 +8,7 @@ macro_rules! message_columns {
     () => {
         "id, conversation_id, parent_id, role, content, status, model, error, prompt_tokens, completion_tokens, \
          total_duration_ns, load_duration_ns, prompt_eval_duration_ns, eval_duration_ns, time_to_first_token_ns, \
-         context_dropped, created_at, updated_at"
+         context_dropped, citations, created_at, updated_at"
     };
 }
 
@@ -18,7 +18,7 @@ macro_rules! insert_message {
         sqlx::query(concat!(
             "INSERT INTO messages (",
             message_columns!(),
-            ", owner_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+            ", owner_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
         ))
         .bind($m.id)
         .bind($m.conversation_id)
@@ -36,6 +36,7 @@ macro_rules! insert_message {
         .bind($m.usage.eval_duration_ns)
         .bind($m.usage.time_to_first_token_ns)
         .bind($m.context_dropped)
+        .bind($m.citations.as_ref().map(sqlx::types::Json))
         .bind($m.created_at)
         .bind($m.updated_at)
         .bind($owner)
@@ -71,6 +72,7 @@ macro_rules! insert_conversation {
 
 mod annotations;
 mod conversations;
+mod documents;
 mod folders;
 mod messages;
 
@@ -81,6 +83,7 @@ use uuid::Uuid;
 
 pub use annotations::{FeedbackRecord, NoteRecord, Scope};
 pub use conversations::{ConversationFilter, ConversationRecord};
+pub use documents::{ChunkKey, ChunkRecord, Citation, DocumentRecord, DocumentStatus, NewChunk, decode_embedding};
 pub use folders::FolderRecord;
 pub use messages::{MessageRecord, MessageStatus, Role, Usage};
 
