@@ -9,24 +9,11 @@ use kit::testing::TestInfra;
 use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
 
-use crate::fake_ollama::FakeOllama;
-use crate::helpers::{Deployment, SseReader, WITHOUT_ENGINE, base_config, deltas};
+use crate::fake_ollama::{FakeOllama, config_with_nodes, platform_on, wait_for_nodes};
+use crate::helpers::{Deployment, SseReader, base_config, deltas};
 
 async fn deployment(node: &FakeOllama) -> Deployment {
-    let infra = TestInfra::new().await;
-    let mut config = base_config(&infra);
-    config.inference.nodes = vec![node.url.clone()];
-    config.inference.probe_interval = Duration::from_millis(200);
-    let d = Deployment::in_process_with(infra, config, WITHOUT_ENGINE).await;
-    // The node is usable once the first probe has seen it.
-    let token = d.user_token("prober").await;
-    crate::helpers::eventually("the node to be probed", async || {
-        d.call(Method::GET, "/ollama/api/tags", Some(&token), None).await.1["models"]
-            .as_array()
-            .is_some_and(|m| !m.is_empty())
-    })
-    .await;
-    d
+    platform_on(&[node], |_| {}).await
 }
 
 async fn create(d: &Deployment, token: &str, body: Value) -> Value {
@@ -275,6 +262,73 @@ async fn stop_ends_a_reply_and_keeps_what_it_said() {
     again.next().await.unwrap();
     node.release();
     assert_eq!(again.rest().await.last().unwrap().data["status"], "complete");
+}
+
+#[tokio::test]
+async fn a_waiting_reply_reports_its_place_in_the_queue() {
+    let node = FakeOllama::start_with("busy", &["alpha"], true).await;
+    let d = platform_on(&[&node], |c| {
+        c.inference.node_capacity = 1;
+        c.inference.queue = 4;
+    })
+    .await;
+    let ada = d.user_token("ada").await;
+    let bob = d.user_token("bob").await;
+    let first = id(&create(&d, &ada, json!({"model": "alpha", "title": "first"})).await);
+    let second = id(&create(&d, &bob, json!({"model": "alpha", "title": "second"})).await);
+
+    // The node's one slot is taken by a reply held mid-stream.
+    let mut running = send(&d, &ada, &first, json!({"content": "one"})).await;
+    assert_eq!(running.next().await.unwrap().event, "start");
+    assert_eq!(running.next().await.unwrap().event, "delta");
+
+    let mut waiting = send(&d, &bob, &second, json!({"content": "two"})).await;
+    assert_eq!(waiting.next().await.unwrap().event, "start");
+    let queued = waiting.next().await.unwrap();
+    assert_eq!((queued.event.as_str(), &queued.data), ("queued", &json!({"position": 1})));
+    let path = messages(&d, &bob, &second, "path").await;
+    assert_eq!(path[1]["status"], "streaming", "the waiting reply is recorded already");
+
+    // The slot frees up: the waiting reply is generated, and told so by its text arriving.
+    node.release();
+    assert_eq!(running.rest().await.last().unwrap().event, "done");
+    let delta = waiting.next().await.unwrap();
+    assert_eq!((delta.event.as_str(), delta.data["content"].as_str()), ("delta", Some("Hello")));
+    node.release();
+    let rest = waiting.rest().await;
+    assert_eq!(rest.last().unwrap().event, "done", "{rest:?}");
+    assert!(rest.iter().all(|e| e.event != "queued"), "no place in the queue after it ran: {rest:?}");
+    let path = messages(&d, &bob, &second, "path").await;
+    assert_eq!((path[1]["content"].as_str(), path[1]["status"].as_str()), (Some("Hello from busy"), Some("complete")));
+}
+
+#[tokio::test]
+async fn a_conversation_works_with_every_service_in_its_own_process() {
+    let node = FakeOllama::start("apart", &["alpha"]).await;
+    let infra = TestInfra::new().await;
+    let config = config_with_nodes(&infra, &[&node]);
+    let d = Deployment::apart(infra, config, &["auth", "inference", "conversation"]).await;
+    wait_for_nodes(&d, 1).await;
+    let token = d.user_token("ola").await;
+    let (status, root) = d.call(Method::GET, "/api/folders", Some(&token), None).await;
+    assert_eq!(status, StatusCode::OK, "{root}");
+    let c = id(&create(&d, &token, json!({"model": "alpha"})).await);
+
+    // Over the network the conversation service calls the inference service as the user.
+    let events = send(&d, &token, &c, json!({"content": "hi"})).await.rest().await;
+    assert_eq!(deltas(&events), "Hello from apart");
+    assert_eq!(events.iter().rev().nth(1).unwrap().event, "done", "{events:?}");
+    let path = messages(&d, &token, &c, "path").await;
+    assert_eq!((path[1]["content"].as_str(), path[1]["status"].as_str()), (Some("Hello from apart"), Some("complete")));
+    let (_, conversation) = d.call(Method::GET, &format!("/api/conversations/{c}"), Some(&token), None).await;
+    assert_eq!(conversation["title"], "Hello from apart");
+
+    // Ownership holds across processes too.
+    let other = d.user_token("pat").await;
+    let (status, body) = d.call(Method::GET, &format!("/api/conversations/{c}"), Some(&other), None).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+    let (status, _) = d.call(Method::GET, &format!("/api/conversations/{c}"), None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]

@@ -15,8 +15,8 @@ use ollamanet::config::AppConfig;
 use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
 
-use crate::fake_ollama::FakeOllama;
-use crate::helpers::{Deployment, Mode, SseReader, WITHOUT_ENGINE, base_config, eventually};
+use crate::fake_ollama::{FakeOllama, platform_on};
+use crate::helpers::{Deployment, Mode, SseReader, base_config};
 
 // ---- documents built by the test ----
 
@@ -203,20 +203,7 @@ fn pdf(pages: &[&[&str]]) -> Vec<u8> {
 // ---- the platform and its API ----
 
 async fn deployment_with(node: &FakeOllama, tune: impl FnOnce(&mut AppConfig)) -> Deployment {
-    let infra = TestInfra::new().await;
-    let mut config = base_config(&infra);
-    config.inference.nodes = vec![node.url.clone()];
-    config.inference.probe_interval = Duration::from_millis(200);
-    tune(&mut config);
-    let d = Deployment::in_process_with(infra, config, WITHOUT_ENGINE).await;
-    let token = d.user_token("prober").await;
-    eventually("the node to be probed", async || {
-        d.call(Method::GET, "/ollama/api/tags", Some(&token), None).await.1["models"]
-            .as_array()
-            .is_some_and(|m| !m.is_empty())
-    })
-    .await;
-    d
+    platform_on(&[node], tune).await
 }
 
 async fn fake_node(name: &str) -> FakeOllama {

@@ -4,6 +4,7 @@
 //! and can hold a stream open until the test releases it, or die.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -11,9 +12,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use kit::testing::TestInfra;
+use ollamanet::config::AppConfig;
+use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+use crate::helpers::{Deployment, WITHOUT_ENGINE, base_config, eventually};
 
 #[derive(Clone)]
 struct Node {
@@ -305,4 +311,32 @@ async fn remove(State(n): State<Node>, Json(req): Json<Value>) -> Response {
         }
         None => not_found(&model),
     }
+}
+
+/// A configuration whose inference service drives `nodes`, probing them often.
+pub fn config_with_nodes(infra: &TestInfra, nodes: &[&FakeOllama]) -> AppConfig {
+    let mut config = base_config(infra);
+    config.inference.nodes = nodes.iter().map(|n| n.url.clone()).collect();
+    config.inference.probe_interval = Duration::from_millis(200);
+    config
+}
+
+/// The platform without its own engine, driving `nodes`, once its probes have seen them all.
+pub async fn platform_on(nodes: &[&FakeOllama], tweak: impl FnOnce(&mut AppConfig)) -> Deployment {
+    let infra = TestInfra::new().await;
+    let mut config = config_with_nodes(&infra, nodes);
+    tweak(&mut config);
+    let d = Deployment::in_process_with(infra, config, WITHOUT_ENGINE).await;
+    wait_for_nodes(&d, nodes.len()).await;
+    d
+}
+
+/// Waits until the probes have seen `nodes` nodes healthy.
+pub async fn wait_for_nodes(d: &Deployment, nodes: usize) {
+    let admin = d.admin_token("fleetadmin").await;
+    eventually("the nodes to be probed healthy", async || {
+        let (_, list) = d.call(Method::GET, "/api/inference/nodes", Some(&admin), None).await;
+        list.as_array().is_some_and(|l| l.iter().filter(|n| n["healthy"] == true).count() >= nodes)
+    })
+    .await;
 }

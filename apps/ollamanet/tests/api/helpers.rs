@@ -112,19 +112,29 @@ impl Deployment {
     }
 
     async fn split(infra: TestInfra, config: AppConfig) -> Self {
-        let (auth, auth_url) = spawn_process(&infra, &config, "auth").await;
-        let mut gw_config = config.clone();
-        gw_config.upstreams.insert("auth".into(), Urls(vec![auth_url]));
-        let (gateway, url) = spawn_process(&infra, &gw_config, "gateway").await;
+        Self::apart(infra, config, &["auth"]).await
+    }
+
+    /// Each of `services` as a process of its own (in order: each learns the URLs of those before
+    /// it), and a gateway process in front of them all.
+    pub async fn apart(infra: TestInfra, mut config: AppConfig, services: &[&str]) -> Self {
+        let mut children = Vec::new();
+        for service in services {
+            let (child, url) = spawn_process(&infra, &config, service).await;
+            config.upstreams.insert((*service).into(), Urls(vec![url]));
+            children.push(child);
+        }
+        let (gateway, url) = spawn_process(&infra, &config, "gateway").await;
+        children.push(gateway);
         Self {
             url,
             _infra: infra,
-            config: gw_config,
+            config,
             client: client(),
             mail: None,
             engine: None,
             shutdown: None,
-            _children: vec![auth, gateway],
+            _children: children,
         }
     }
 

@@ -7,42 +7,12 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use kit::bus::DISCOVERY_EXCHANGE;
 use kit::testing::{Stack, TestInfra};
-use ollamanet::config::AppConfig;
 use ollamanet_inference::discovery::{NODE_HEARTBEAT, NodeHeartbeat};
 use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
 
-use crate::fake_ollama::FakeOllama;
+use crate::fake_ollama::{FakeOllama, platform_on, wait_for_nodes};
 use crate::helpers::{Deployment, WITHOUT_ENGINE, base_config};
-
-fn with_nodes(infra: &TestInfra, nodes: &[&FakeOllama]) -> AppConfig {
-    let mut config = base_config(infra);
-    config.inference.nodes = nodes.iter().map(|n| n.url.clone()).collect();
-    config.inference.probe_interval = Duration::from_millis(200);
-    config
-}
-
-async fn deployment(nodes: &[&FakeOllama], tweak: impl FnOnce(&mut AppConfig)) -> Deployment {
-    let infra = TestInfra::new().await;
-    let mut config = with_nodes(&infra, nodes);
-    tweak(&mut config);
-    let d = Deployment::in_process_with(infra, config, WITHOUT_ENGINE).await;
-    wait_for_models(&d, nodes.len()).await;
-    d
-}
-
-/// Waits until the first probe has seen every node.
-async fn wait_for_models(d: &Deployment, nodes: usize) {
-    let admin = d.admin_token("fleetadmin").await;
-    for _ in 0..100 {
-        let (_, list) = d.call(Method::GET, "/api/inference/nodes", Some(&admin), None).await;
-        if list.as_array().is_some_and(|l| l.iter().filter(|n| n["healthy"] == true).count() >= nodes) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the nodes were never probed healthy");
-}
 
 fn chat(model: &str, stream: bool) -> Value {
     json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
@@ -60,7 +30,7 @@ async fn read_ndjson(res: reqwest::Response) -> (String, Value) {
 async fn requests_go_to_a_node_that_has_the_model() {
     let a = FakeOllama::start("node-a", &["alpha"]).await;
     let b = FakeOllama::start("node-b", &["beta"]).await;
-    let d = deployment(&[&a, &b], |_| {}).await;
+    let d = platform_on(&[&a, &b], |_| {}).await;
     let token = d.user_token("uma").await;
 
     for (model, node) in [("beta", "node-b"), ("alpha", "node-a"), ("beta:latest", "node-b")] {
@@ -102,7 +72,7 @@ async fn a_node_behind_https_is_trusted_through_the_system_trust_store() {
     let args = ["--only", "gateway,auth,inference"];
 
     let d = Deployment::process(infra, config, &args, &[("SSL_CERT_FILE", ca_file.to_str().unwrap())]).await;
-    wait_for_models(&d, 1).await;
+    wait_for_nodes(&d, 1).await;
     let token = d.user_token("tina").await;
     let res =
         d.client.post(d.at("/ollama/api/chat")).bearer_auth(&token).json(&chat("alpha", true)).send().await.unwrap();
@@ -113,7 +83,7 @@ async fn a_node_behind_https_is_trusted_through_the_system_trust_store() {
 #[tokio::test]
 async fn the_openai_face_speaks_openai() {
     let a = FakeOllama::start("node-a", &["alpha"]).await;
-    let d = deployment(&[&a], |_| {}).await;
+    let d = platform_on(&[&a], |_| {}).await;
     let token = d.user_token("olga").await;
     let req = json!({"model": "alpha", "messages": [{"role": "user", "content": "hi"}]});
 
@@ -163,7 +133,7 @@ async fn the_openai_face_speaks_openai() {
 async fn a_dead_node_leaves_other_streams_intact_and_new_requests_go_to_the_survivor() {
     let a = FakeOllama::start_with("node-a", &["alpha"], true).await;
     let b = FakeOllama::start_with("node-b", &["alpha"], true).await;
-    let d = deployment(&[&a, &b], |_| {}).await;
+    let d = platform_on(&[&a, &b], |_| {}).await;
     let token = d.user_token("vera").await;
 
     // Two held streams: least-loaded routing puts one on each node.
@@ -209,7 +179,7 @@ async fn a_dead_node_leaves_other_streams_intact_and_new_requests_go_to_the_surv
 #[tokio::test]
 async fn admission_caps_users_and_queues_the_rest_in_order() {
     let a = FakeOllama::start_with("node-a", &["alpha"], true).await;
-    let d = deployment(&[&a], |c| {
+    let d = platform_on(&[&a], |c| {
         c.inference.node_capacity = 1;
         c.inference.per_user_concurrency = 1;
         c.inference.queue = 1;
@@ -268,7 +238,7 @@ async fn admission_caps_users_and_queues_the_rest_in_order() {
 #[tokio::test]
 async fn administrators_see_the_fleet_and_pull_and_delete_models() {
     let a = FakeOllama::start("node-a", &["alpha"]).await;
-    let d = deployment(&[&a], |_| {}).await;
+    let d = platform_on(&[&a], |_| {}).await;
     let admin = d.admin_token("root").await;
     let user = d.user_token("zoe").await;
 
