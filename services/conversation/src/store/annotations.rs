@@ -4,7 +4,7 @@ use kit::Timestamp;
 use kit::with_db;
 use uuid::Uuid;
 
-use super::Store;
+use super::{Row, Store};
 use crate::error::ConversationError;
 
 macro_rules! select_notes {
@@ -90,9 +90,7 @@ impl Store {
 
     pub async fn note(&self, owner: Uuid, id: Uuid) -> Result<NoteRecord, ConversationError> {
         let sql = select_notes!("n.id = $1 AND n.owner_id = $2");
-        let found: Option<NoteRecord> =
-            with_db!(&self.db, |pool| sqlx::query_as(sql).bind(id).bind(owner).fetch_optional(pool).await?);
-        found.ok_or(ConversationError::NotFound("note"))
+        self.owned(sql, id, owner, "note").await
     }
 
     pub async fn notes(&self, owner: Uuid, scope: Scope) -> Result<Vec<NoteRecord>, ConversationError> {
@@ -100,13 +98,7 @@ impl Store {
             "n.owner_id = $1 AND ($2 IS NULL OR n.message_id = $2) AND ($3 IS NULL OR m.conversation_id = $3) \
              ORDER BY n.id LIMIT 1000"
         );
-        let (message, conversation) = scope.ids();
-        Ok(with_db!(&self.db, |pool| sqlx::query_as(sql)
-            .bind(owner)
-            .bind(message)
-            .bind(conversation)
-            .fetch_all(pool)
-            .await?))
+        self.in_scope(sql, owner, scope).await
     }
 
     pub async fn update_note(&self, owner: Uuid, n: &NoteRecord) -> Result<(), ConversationError> {
@@ -129,15 +121,7 @@ impl Store {
     }
 
     pub async fn delete_note(&self, owner: Uuid, id: Uuid) -> Result<(), ConversationError> {
-        let done = with_db!(&self.db, |pool| {
-            sqlx::query("DELETE FROM notes WHERE id = $1 AND owner_id = $2")
-                .bind(id)
-                .bind(owner)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        });
-        if done == 0 { Err(ConversationError::NotFound("note")) } else { Ok(()) }
+        self.change_owned("DELETE FROM notes WHERE id = $1 AND owner_id = $2", id, owner, "note").await
     }
 
     pub async fn insert_feedback(&self, owner: Uuid, f: &FeedbackRecord) -> Result<(), ConversationError> {
@@ -166,9 +150,7 @@ impl Store {
 
     pub async fn feedback(&self, owner: Uuid, id: Uuid) -> Result<FeedbackRecord, ConversationError> {
         let sql = select_feedback!("f.id = $1 AND f.owner_id = $2");
-        let found: Option<FeedbackRecord> =
-            with_db!(&self.db, |pool| sqlx::query_as(sql).bind(id).bind(owner).fetch_optional(pool).await?);
-        found.ok_or(ConversationError::NotFound("feedback"))
+        self.owned(sql, id, owner, "feedback").await
     }
 
     pub async fn feedback_list(&self, owner: Uuid, scope: Scope) -> Result<Vec<FeedbackRecord>, ConversationError> {
@@ -176,13 +158,7 @@ impl Store {
             "f.owner_id = $1 AND ($2 IS NULL OR f.message_id = $2) AND ($3 IS NULL OR m.conversation_id = $3) \
              ORDER BY f.id LIMIT 1000"
         );
-        let (message, conversation) = scope.ids();
-        Ok(with_db!(&self.db, |pool| sqlx::query_as(sql)
-            .bind(owner)
-            .bind(message)
-            .bind(conversation)
-            .fetch_all(pool)
-            .await?))
+        self.in_scope(sql, owner, scope).await
     }
 
     pub async fn update_feedback(&self, owner: Uuid, f: &FeedbackRecord) -> Result<(), ConversationError> {
@@ -203,14 +179,24 @@ impl Store {
     }
 
     pub async fn delete_feedback(&self, owner: Uuid, id: Uuid) -> Result<(), ConversationError> {
-        let done = with_db!(&self.db, |pool| {
-            sqlx::query("DELETE FROM feedback WHERE id = $1 AND owner_id = $2")
-                .bind(id)
-                .bind(owner)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        });
-        if done == 0 { Err(ConversationError::NotFound("feedback")) } else { Ok(()) }
+        self.change_owned("DELETE FROM feedback WHERE id = $1 AND owner_id = $2", id, owner, "feedback").await
+    }
+}
+
+impl Store {
+    /// The rows `sql` selects for the owner `$1` within a message `$2` or a conversation `$3`.
+    async fn in_scope<T: Row>(
+        &self,
+        sql: &'static str,
+        owner: Uuid,
+        scope: Scope,
+    ) -> Result<Vec<T>, ConversationError> {
+        let (message, conversation) = scope.ids();
+        Ok(with_db!(&self.db, |pool| sqlx::query_as(sql)
+            .bind(owner)
+            .bind(message)
+            .bind(conversation)
+            .fetch_all(pool)
+            .await?))
     }
 }

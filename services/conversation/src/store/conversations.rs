@@ -70,9 +70,7 @@ impl Store {
 
     pub async fn conversation(&self, owner: Uuid, id: Uuid) -> Result<ConversationRecord, ConversationError> {
         let sql = select_conversations!("c.id = $1 AND c.owner_id = $2");
-        let found: Option<ConversationRecord> =
-            with_db!(&self.db, |pool| sqlx::query_as(sql).bind(id).bind(owner).fetch_optional(pool).await?);
-        found.ok_or(ConversationError::NotFound("conversation"))
+        self.owned(sql, id, owner, "conversation").await
     }
 
     /// A page of the user's conversations, most recently active first; `limit + 1` rows so the

@@ -133,9 +133,7 @@ impl Store {
 
     pub async fn document(&self, owner: Uuid, id: Uuid) -> Result<DocumentRecord, ConversationError> {
         let sql = select_documents!("id = $1 AND owner_id = $2");
-        let found: Option<DocumentRecord> =
-            with_db!(&self.db, |pool| sqlx::query_as(sql).bind(id).bind(owner).fetch_optional(pool).await?);
-        found.ok_or(ConversationError::NotFound("document"))
+        self.owned(sql, id, owner, "document").await
     }
 
     /// A page of a conversation's documents, oldest first; `limit + 1` rows (see `Page`).

@@ -60,9 +60,7 @@ impl Store {
 
     pub async fn folder(&self, owner: Uuid, id: Uuid) -> Result<FolderRecord, ConversationError> {
         let sql = select_folders!("id = $1 AND owner_id = $2");
-        let found: Option<FolderRecord> =
-            with_db!(&self.db, |pool| sqlx::query_as(sql).bind(id).bind(owner).fetch_optional(pool).await?);
-        found.ok_or(ConversationError::NotFound("folder"))
+        self.owned(sql, id, owner, "folder").await
     }
 
     /// A page of the user's folders in creation order (ids are UUIDv7, so id order is that).

@@ -97,9 +97,7 @@ impl MessageRecord {
 impl Store {
     pub async fn message(&self, owner: Uuid, id: Uuid) -> Result<MessageRecord, ConversationError> {
         let sql = concat!("SELECT ", message_columns!(), " FROM messages WHERE id = $1 AND owner_id = $2");
-        let found: Option<MessageRecord> =
-            with_db!(&self.db, |pool| sqlx::query_as(sql).bind(id).bind(owner).fetch_optional(pool).await?);
-        found.ok_or(ConversationError::NotFound("message"))
+        self.owned(sql, id, owner, "message").await
     }
 
     /// Every message of a conversation, oldest first.

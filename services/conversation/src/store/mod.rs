@@ -78,8 +78,11 @@ mod messages;
 
 use kit::Timestamp;
 use kit::db::Db;
+use kit::with_db;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::error::ConversationError;
 
 pub use annotations::{FeedbackRecord, NoteRecord, Scope};
 pub use conversations::{ConversationFilter, ConversationRecord};
@@ -92,9 +95,50 @@ pub struct Store {
     db: Db,
 }
 
+/// A record read the same way from either database.
+pub trait Row:
+    for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin
+{
+}
+
+impl<T> Row for T where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + Send
+        + Unpin
+{
+}
+
 impl Store {
     pub fn new(db: Db) -> Self {
         Self { db }
+    }
+
+    /// The row `sql` selects with the id `$1` and its owner `$2`; `what` is not found otherwise,
+    /// whether it does not exist or is someone else's.
+    async fn owned<T: Row>(
+        &self,
+        sql: &'static str,
+        id: Uuid,
+        owner: Uuid,
+        what: &'static str,
+    ) -> Result<T, ConversationError> {
+        let found: Option<T> =
+            with_db!(&self.db, |pool| sqlx::query_as(sql).bind(id).bind(owner).fetch_optional(pool).await?);
+        found.ok_or(ConversationError::NotFound(what))
+    }
+
+    /// Runs `sql` on the id `$1` and its owner `$2`; `what` is not found when no row changed.
+    async fn change_owned(
+        &self,
+        sql: &'static str,
+        id: Uuid,
+        owner: Uuid,
+        what: &'static str,
+    ) -> Result<(), ConversationError> {
+        let changed =
+            with_db!(&self.db, |pool| sqlx::query(sql).bind(id).bind(owner).execute(pool).await?.rows_affected());
+        if changed == 0 { Err(ConversationError::NotFound(what)) } else { Ok(()) }
     }
 
     pub fn db(&self) -> &Db {
