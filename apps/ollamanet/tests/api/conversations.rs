@@ -9,8 +9,8 @@ use kit::testing::TestInfra;
 use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
 
-use crate::fake_ollama::{FakeOllama, config_with_nodes, platform_on, wait_for_nodes};
-use crate::helpers::{Deployment, SseReader, base_config, deltas};
+use crate::fake_ollama::{FakeOllama, config_with_nodes, platform_on};
+use crate::helpers::{Deployment, SseReader, base_config, deltas, wait_for_nodes};
 
 async fn deployment(node: &FakeOllama) -> Deployment {
     platform_on(&[node], |_| {}).await
@@ -830,7 +830,7 @@ async fn slow_a_conversation_with_smollm2_through_the_whole_platform() {
     config.engine.threads = Some(2);
     config.engine.num_ctx = 2048;
     ollamanet_engine::demo(infra.data_dir(), &config.engine, |m| eprintln!("{m}")).await.expect("demo models");
-    let d = Deployment::start_with(crate::helpers::Mode::AllInOne, infra, config).await;
+    let d = Deployment::start_with(crate::helpers::Mode::AllInOne, infra, config).await.patient();
     let token = d.user_token("joan").await;
     let (_, folder) = d.call(Method::POST, "/api/folders", Some(&token), Some(json!({"name": "Geography"}))).await;
     let c = create(&d, &token, json!({"model": "smollm2:135m", "folder_id": folder["id"]})).await;

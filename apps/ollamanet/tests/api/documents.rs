@@ -808,7 +808,7 @@ async fn slow_minilm_finds_the_right_chunk_and_a_reply_cites_its_page() {
     config.conversation.documents.chunk_size = 160;
     config.conversation.documents.chunk_overlap = 30;
     ollamanet_engine::demo(infra.data_dir(), &config.engine, |m| eprintln!("{m}")).await.expect("demo models");
-    let d = Deployment::start_with(Mode::AllInOne, infra, config).await;
+    let d = Deployment::start_with(Mode::AllInOne, infra, config).await.patient();
     let token = d.user_token("quinn").await;
     let cid = conversation(&d, &token, json!({"model": "smollm2:135m", "title": "Research"})).await;
 

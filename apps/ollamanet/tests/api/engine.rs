@@ -10,7 +10,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::process::Child;
 
-use crate::helpers::{Deployment, Mode, WITHOUT_ENGINE, base_config, eventually, spawn_serve};
+use crate::helpers::{Deployment, Mode, WITHOUT_ENGINE, base_config, eventually, spawn_serve, wait_for_nodes};
 
 /// Engine settings for tests: one thread per worker (tests run side by side), a small context.
 fn engine_config(config: &mut AppConfig) {
@@ -137,7 +137,7 @@ async fn slow_smollm2_knows_the_capital_of_france_through_the_platform() {
     config.engine.threads = Some(2);
     config.engine.num_ctx = 2048;
     ollamanet_engine::demo(infra.data_dir(), &config.engine, |m| eprintln!("{m}")).await.expect("demo models");
-    let d = Deployment::start_with(Mode::AllInOne, infra, config).await;
+    let d = Deployment::start_with(Mode::AllInOne, infra, config).await.patient();
     let token = d.user_token("cleo").await;
 
     let ask = json!({
@@ -198,11 +198,8 @@ async fn two_engine_processes_route_by_model_and_survive_a_death() {
     config.inference.probe_interval = Duration::from_millis(200);
     let d = Deployment::in_process_with(infra, config, WITHOUT_ENGINE).await;
     let token = d.user_token("dora").await;
-    eventually("both nodes to be probed", async || {
-        let (_, tags) = d.call(Method::GET, "/ollama/api/tags", Some(&token), None).await;
-        tags["models"].as_array().is_some_and(|m| m.len() == 2)
-    })
-    .await;
+    // Both nodes, not only the first with both models: routing by load needs to know of two.
+    wait_for_nodes(&d, 2).await;
 
     let (status, body) = d.call(Method::POST, "/ollama/api/chat", Some(&token), Some(chat("alpha", 3))).await;
     assert_eq!(status, StatusCode::OK, "{body}");

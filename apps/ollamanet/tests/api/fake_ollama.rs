@@ -14,12 +14,11 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use kit::testing::TestInfra;
 use ollamanet::config::AppConfig;
-use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{Deployment, WITHOUT_ENGINE, base_config, eventually};
+use crate::helpers::{Deployment, WITHOUT_ENGINE, base_config, wait_for_nodes};
 
 #[derive(Clone)]
 struct Node {
@@ -329,14 +328,4 @@ pub async fn platform_on(nodes: &[&FakeOllama], tweak: impl FnOnce(&mut AppConfi
     let d = Deployment::in_process_with(infra, config, WITHOUT_ENGINE).await;
     wait_for_nodes(&d, nodes.len()).await;
     d
-}
-
-/// Waits until the probes have seen `nodes` nodes healthy.
-pub async fn wait_for_nodes(d: &Deployment, nodes: usize) {
-    let admin = d.admin_token("fleetadmin").await;
-    eventually("the nodes to be probed healthy", async || {
-        let (_, list) = d.call(Method::GET, "/api/inference/nodes", Some(&admin), None).await;
-        list.as_array().is_some_and(|l| l.iter().filter(|n| n["healthy"] == true).count() >= nodes)
-    })
-    .await;
 }

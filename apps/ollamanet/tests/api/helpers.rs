@@ -67,11 +67,23 @@ pub fn base_config(infra: &TestInfra) -> AppConfig {
 }
 
 pub fn client() -> reqwest::Client {
+    client_waiting(Duration::from_secs(30))
+}
+
+/// A client whose requests (streamed bodies included) may take `timeout`.
+fn client_waiting(timeout: Duration) -> reqwest::Client {
     kit::tls::install_crypto_provider();
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client")
+    reqwest::Client::builder().timeout(timeout).build().expect("client")
 }
 
 impl Deployment {
+    /// Gives every request five minutes instead of 30 s: a real model on a busy 2-core machine
+    /// can take longer than that for a reply and its title.
+    pub fn patient(mut self) -> Self {
+        self.client = client_waiting(Duration::from_secs(300));
+        self
+    }
+
     pub async fn start(mode: Mode) -> Self {
         let infra = TestInfra::new().await;
         let config = base_config(&infra);
@@ -271,6 +283,16 @@ pub async fn spawn_serve_env(
 
 fn uuid_suffix() -> String {
     uuid::Uuid::now_v7().simple().to_string()[24..].to_owned()
+}
+
+/// Waits until the probes have seen `nodes` nodes healthy.
+pub async fn wait_for_nodes(d: &Deployment, nodes: usize) {
+    let admin = d.admin_token("fleetadmin").await;
+    eventually("the nodes to be probed healthy", async || {
+        let (_, list) = d.call(Method::GET, "/api/inference/nodes", Some(&admin), None).await;
+        list.as_array().is_some_and(|l| l.iter().filter(|n| n["healthy"] == true).count() >= nodes)
+    })
+    .await;
 }
 
 /// Waits until `check` holds, checking every 100 ms for at most 30 s.

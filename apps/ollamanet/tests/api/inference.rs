@@ -11,8 +11,8 @@ use ollamanet_inference::discovery::{NODE_HEARTBEAT, NodeHeartbeat};
 use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
 
-use crate::fake_ollama::{FakeOllama, platform_on, wait_for_nodes};
-use crate::helpers::{Deployment, WITHOUT_ENGINE, base_config};
+use crate::fake_ollama::{FakeOllama, platform_on};
+use crate::helpers::{Deployment, WITHOUT_ENGINE, base_config, wait_for_nodes};
 
 fn chat(model: &str, stream: bool) -> Value {
     json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
