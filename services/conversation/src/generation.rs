@@ -232,6 +232,8 @@ impl Runner {
     ) {
         let reply = generation.start.message_id;
         let sent_at = Instant::now();
+        let generating = metrics::gauge!("conversation_replies_generating");
+        generating.increment(1.0);
         let outcome = self.stream(&generation, &caller, &request, sent_at).await;
         let (content, usage) = {
             let p = generation.progress.borrow();
@@ -261,6 +263,11 @@ impl Runner {
             }
         });
         self.jobs.end(&generation);
+        generating.decrement(1.0);
+        metrics::counter!("conversation_replies_total", "status" => status.as_str()).increment(1);
+        if let Some(ns) = usage.time_to_first_token_ns {
+            metrics::histogram!("conversation_time_to_first_token_seconds").record(ns as f64 / 1e9);
+        }
         if let Some(job) = title {
             let made = self.make_title(&generation, &caller, &request.model, &job, &content).await;
             generation.progress.send_modify(|p| p.title = made.map_or(Title::None, Title::Made));
@@ -429,6 +436,23 @@ pub enum Source {
 struct Follower {
     source: Source,
     cursor: Cursor,
+    _open: OpenStream,
+}
+
+/// Counts the reply streams open to clients (`conversation_reply_streams`) while it lives.
+struct OpenStream;
+
+impl OpenStream {
+    fn new() -> Self {
+        metrics::gauge!("conversation_reply_streams").increment(1.0);
+        OpenStream
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        metrics::gauge!("conversation_reply_streams").decrement(1.0);
+    }
 }
 
 impl Follower {
@@ -541,7 +565,7 @@ pub fn events(start: Start, source: Source, offset: usize) -> impl Stream<Item =
     };
     let e = cursor.event("start", &cursor.start);
     cursor.pending.push_back(e);
-    futures::stream::unfold(Follower { source, cursor }, |mut f| async move {
+    futures::stream::unfold(Follower { source, cursor, _open: OpenStream::new() }, |mut f| async move {
         loop {
             if let Some(e) = f.cursor.pending.pop_front() {
                 return Some((Ok(e), f));

@@ -37,6 +37,15 @@ impl MessageStatus {
     pub fn is_final(self) -> bool {
         self != MessageStatus::Streaming
     }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageStatus::Streaming => "streaming",
+            MessageStatus::Complete => "complete",
+            MessageStatus::Stopped => "stopped",
+            MessageStatus::Failed => "failed",
+        }
+    }
 }
 
 /// What the engine reported about a reply. Durations in nanoseconds, as Ollama reports them.
