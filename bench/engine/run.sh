@@ -155,41 +155,6 @@ for p in "$PORT_ENGINE" "$PORT_GATEWAY"; do
   port_free "$p" || die "port $p is in use (set PORT_ENGINE / PORT_GATEWAY)"
 done
 
-# Waits up to 60 s until URL answers 200.
-wait_http() {
-  local url=$1 i
-  for i in $(seq 1 600); do
-    [[ $(curl -s -o /dev/null -w '%{http_code}' "$url") == 200 ]] && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
-# ollamanet without the environment's database, cache, broker or OLLAMANET_* settings.
-clean_env=(env -u DATABASE_URL -u REDIS_URL -u AMQP_URL -u RUST_LOG -u OLLAMANET_CONFIG)
-for v in $(env | grep -o '^OLLAMANET_[A-Z0-9_]*' || true); do clean_env+=(-u "$v"); done
-clean_env+=(OLLAMANET_LOG__LEVEL=warn)
-
-# start_process NAME CPUS CMD... : runs CMD in the background (pinned when CPUS is not "all").
-start_process() {
-  local name=$1 cpus=$2
-  shift 2
-  if [[ $cpus == all ]]; then
-    "$@" >"$WORK/$name.out" 2>&1 &
-  else
-    taskset -c "$cpus" "$@" >"$WORK/$name.out" 2>&1 &
-  fi
-  PIDS+=($!)
-  eval "PID_${name}=$!"
-}
-stop_process() {
-  local pid
-  pid=$(eval "echo \${PID_$1:-}")
-  [[ -n $pid ]] || return 0
-  kill "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-
 # start_engine NAME CPUS THREADS
 start_engine() {
   start_process "$1" "$2" "${clean_env[@]}" OLLAMANET_ENGINE__THREADS="$3" \
@@ -218,17 +183,6 @@ EOF
 [[ -f $GGUF ]] || die "the GGUF $GGUF does not exist"
 log "model $MODEL: $GGUF ($(stat -c %s "$GGUF") bytes)"
 
-# How busy the machine is right now (the load average lags by minutes, e.g. after a previous run).
-cpu_busy_pct() {
-  local a b
-  read -r -a a < <(head -1 /proc/stat)
-  sleep 2
-  read -r -a b < <(head -1 /proc/stat)
-  local total=0 idle i
-  for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
-  idle=$((b[4] - a[4] + b[5] - a[5]))
-  echo $((total > 0 ? 100 * (total - idle) / total : 0))
-}
 LOADAVG_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 BUSY_BEFORE=$(cpu_busy_pct)
 if ((BUSY_BEFORE > 10)); then
