@@ -179,3 +179,64 @@ pub fn shutdown_on_signals(token: CancellationToken) {
         token.cancel();
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// Serves a router answering `/` with "ok"; its address and the shutdown token.
+    async fn server(opts: ServeOptions) -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<()>) {
+        let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(serve(listener, app, shutdown.clone(), opts));
+        (addr, shutdown, task)
+    }
+
+    async fn get(client: &Client<HttpConnector, Empty<bytes::Bytes>>, addr: SocketAddr) -> (http::Version, String) {
+        let res = client.get(format!("http://{addr}/").parse().unwrap()).await.unwrap();
+        let version = res.version();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        (version, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn speaks_http1_and_http2_with_prior_knowledge() {
+        let (addr, _shutdown, _task) = server(ServeOptions::default()).await;
+        let h1 = Client::builder(TokioExecutor::new()).build_http();
+        assert_eq!(get(&h1, addr).await, (http::Version::HTTP_11, "ok".to_owned()));
+        let h2 = Client::builder(TokioExecutor::new()).http2_only(true).build_http();
+        assert_eq!(get(&h2, addr).await, (http::Version::HTTP_2, "ok".to_owned()));
+    }
+
+    /// A client that sends part of the HTTP/2 preface, part of a request head, or nothing, is cut
+    /// off after the header-read timeout.
+    #[tokio::test]
+    async fn a_silent_or_stalled_client_is_disconnected() {
+        let opts = ServeOptions { header_read_timeout: Duration::from_millis(300), ..Default::default() };
+        let (addr, _shutdown, _task) = server(opts).await;
+        for sent in [&b""[..], b"PRI * HTTP/2.0\r\n", b"GET / HTTP/1.1\r\nHost: x\r\n"] {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            stream.write_all(sent).await.unwrap();
+            let mut rest = Vec::new();
+            let closed = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+            assert!(closed.is_ok(), "still open after {:?}", String::from_utf8_lossy(sent));
+        }
+    }
+
+    #[tokio::test]
+    async fn shutdown_drains_idle_connections_at_once() {
+        let (addr, shutdown, task) = server(ServeOptions::default()).await;
+        let h1 = Client::builder(TokioExecutor::new()).build_http();
+        assert_eq!(get(&h1, addr).await.1, "ok");
+        // The client keeps its connection open; shutdown must not wait the drain timeout for it.
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), task).await.expect("drained in time").unwrap();
+    }
+}
