@@ -10,7 +10,7 @@ use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::fake_ollama::{FakeOllama, config_with_nodes, platform_on};
-use crate::helpers::{Deployment, SseReader, base_config, deltas, wait_for_nodes};
+use crate::helpers::{Deployment, SseReader, base_config, deltas, spawn_process, wait_for_nodes};
 
 async fn deployment(node: &FakeOllama) -> Deployment {
     platform_on(&[node], |_| {}).await
@@ -334,6 +334,40 @@ async fn a_conversation_works_with_every_service_in_its_own_process() {
     assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
     let (status, _) = d.call(Method::GET, &format!("/api/conversations/{c}"), None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+/// A client of another instance than the one generating a reply follows it through the
+/// database, and gets all of it.
+#[tokio::test]
+async fn a_reply_is_followed_from_another_instance() {
+    let node = FakeOllama::start_with("held", &["alpha"], true).await;
+    let infra = TestInfra::new().await;
+    let config = config_with_nodes(&infra, &[&node]);
+    let d = Deployment::apart(infra, config, &["auth", "inference", "conversation"]).await;
+    let (_other, other_url) = spawn_process(d.infra(), &d.config, "conversation").await;
+    wait_for_nodes(&d, 1).await;
+    let token = d.user_token("uma").await;
+    let c = id(&create(&d, &token, json!({"model": "alpha", "title": "t"})).await);
+
+    let mut generating = send(&d, &token, &c, json!({"content": "hi"})).await;
+    let start = generating.next().await.unwrap();
+    assert_eq!(generating.next().await.unwrap().data["content"], "Hello");
+    let follow = async || {
+        let res =
+            d.client.get(format!("{other_url}/api/conversations/{c}/stream")).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let mut events = SseReader::new(res);
+        assert_eq!(events.next().await.unwrap().data, start.data, "the same start, wherever it is read");
+        events
+    };
+    let followers = [follow().await, follow().await, follow().await];
+    node.release();
+    assert_eq!(deltas(&generating.rest().await), " from held");
+    for events in followers {
+        let rest = events.rest().await;
+        assert_eq!(deltas(&rest), "Hello from held", "{rest:?}");
+        assert_eq!(rest.last().unwrap().data["status"], "complete", "{rest:?}");
+    }
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{ConversationService, text};
 use crate::error::ConversationError;
-use crate::generation::{Generation, Source, Start, TitleJob};
+use crate::generation::{Generation, Start, TitleJob};
 use crate::history;
 use crate::inference::Caller;
 use crate::models::{Message, Regenerate, SendMessage, Stopped};
@@ -252,8 +252,8 @@ impl ConversationService {
         if !valid {
             return Err(invalid_event_id());
         }
-        let stream: futures::stream::BoxStream<'static, _> = match live {
-            Some(g) => Box::pin(g.follow(offset)),
+        let (start, progress) = match live {
+            Some(g) => (g.start.clone(), g.progress()),
             None => {
                 let start = Start {
                     conversation_id: conversation,
@@ -262,11 +262,10 @@ impl ConversationService {
                     model: m.model.clone().unwrap_or_else(|| c.model.clone()),
                     context_dropped: m.context_dropped,
                 };
-                let source = Source::Stored { store: self.store.clone(), owner, reply };
-                Box::pin(crate::generation::events(start, source, offset))
+                (start, self.mirrors.follow(&self.store, owner, &m))
             }
         };
-        Ok(stream)
+        Ok(crate::generation::events(start, progress, offset))
     }
 
     /// The stored reply of a generation that has ended, with its siblings.

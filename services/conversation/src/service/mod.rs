@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::config::ConversationConfig;
 use crate::error::ConversationError;
-use crate::generation::{Jobs, Runner};
+use crate::generation::{Jobs, Mirrors, Runner};
 use crate::inference::Inference;
 use crate::store::{ConversationRecord, MessageRecord, Store};
 
@@ -33,6 +33,8 @@ pub struct ConversationService {
     cache: Cache,
     config: ConversationConfig,
     jobs: Arc<Jobs>,
+    /// Replies generated elsewhere that clients here follow.
+    mirrors: Arc<Mirrors>,
     runner: Arc<Runner>,
     library: Library,
 }
@@ -47,7 +49,7 @@ impl ConversationService {
             jobs: jobs.clone(),
             persist_interval: config.persist_interval,
         });
-        Self { store, cache, config, jobs, runner, library }
+        Self { store, cache, config, jobs, mirrors: Arc::default(), runner, library }
     }
 
     pub fn jobs(&self) -> &Arc<Jobs> {
