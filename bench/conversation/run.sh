@@ -7,7 +7,10 @@
 #               (SmolLM2-135M from `ollamanet models demo`), prompt and options; median and p90.
 #   2. memory   RSS of the serve process before, while and after STREAMS idle reply streams are
 #               open: followers (GET /api/conversations/{id}/stream) of one reply that waits for
-#               an engine node that never answers (bench/conversation/stub_node.py).
+#               an engine node that never answers (bench/conversation/stub_node.py). Once per
+#               protocol in PROTOCOLS, each against a fresh serve process: http1, a connection
+#               per stream; http2, STREAMS_PER_CONN streams per HTTP/2 connection (h2c, prior
+#               knowledge; the client needs the `h2` package from PyPI, put in a virtualenv).
 #
 # Run as root on Debian from anywhere: bench/conversation/run.sh. See bench/README.md.
 set -euo pipefail
@@ -23,6 +26,8 @@ TTFT_THREADS=${TTFT_THREADS:-1}       # engine threads of both engines (they sha
 STREAMS=${STREAMS:-10000}             # idle reply streams held open
 WARMUP_STREAMS=${WARMUP_STREAMS:-1000}  # streams opened and closed before the "before" sample
 PARALLEL=${PARALLEL:-64}              # streams being opened at once
+PROTOCOLS=${PROTOCOLS:-"http1 http2"}  # memory part: one connection per stream, and/or h2c
+STREAMS_PER_CONN=${STREAMS_PER_CONN:-100}  # http2: streams per connection (server allows 256)
 SETTLE_SECS=${SETTLE_SECS:-5}         # wait before each memory sample
 HOLD_SECS=${HOLD_SECS:-20}            # streams stay open this much longer, sampled again
 NOFILE=${NOFILE:-65536}               # open-files limit of the processes (root may raise it)
@@ -33,8 +38,9 @@ PORT_PLATFORM=${PORT_PLATFORM:-19281}
 PORT_STUB=${PORT_STUB:-19282}
 MODEL=${MODEL:-smollm2:135m}
 STUB_MODEL=${STUB_MODEL:-stub:latest}  # the model only the stub node has (memory part)
-INSTALL=${INSTALL:-1}                 # 0: do not apt-get anything
+INSTALL=${INSTALL:-1}                 # 0: do not apt-get or pip-install anything
 BUILD=${BUILD:-1}                     # 0: use the existing ollamanet binary
+BENCH_VENV=${BENCH_VENV:-$ROOT/target/bench-venv}  # virtualenv with `h2` (http2 client)
 RESULTS_DIR=${RESULTS_DIR:-$ROOT/bench/results}
 BIN=${OLLAMANET_BIN:-$ROOT/target/release/ollamanet}
 
@@ -43,6 +49,12 @@ BENCH=conversation
 
 [[ $(id -u) == 0 ]] || [[ $INSTALL == 0 ]] || die "run as root (it installs packages), or set INSTALL=0"
 for p in $PARTS; do [[ $p == ttft || $p == memory ]] || die "unknown part $p (known: ttft memory)"; done
+for p in $PROTOCOLS; do [[ $p == http1 || $p == http2 ]] || die "unknown protocol $p (known: http1 http2)"; done
+[[ $STREAMS_PER_CONN =~ ^[0-9]+$ ]] && ((STREAMS_PER_CONN >= 1 && STREAMS_PER_CONN <= 256)) ||
+  die "STREAMS_PER_CONN must be 1 to 256 (the server's HTTP/2 max_concurrent_streams)"
+MEMORY=0 H2=0
+[[ " $PARTS " == *" memory "* ]] && MEMORY=1
+((MEMORY)) && [[ " $PROTOCOLS " == *" http2 "* ]] && H2=1
 
 # --- install -----------------------------------------------------------------------------------
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -51,6 +63,9 @@ if [[ $INSTALL == 1 ]]; then
   command -v curl >/dev/null || missing+=(curl)
   command -v python3 >/dev/null || missing+=(python3)
   command -v taskset >/dev/null || missing+=(util-linux)
+  if ((H2)) && [[ ! -x $BENCH_VENV/bin/python ]] && ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    missing+=(python3-venv)
+  fi
   if ((${#missing[@]})); then
     log "installing ${missing[*]}"
     apt-get update -qq
@@ -60,6 +75,15 @@ fi
 for tool in curl python3 taskset; do
   command -v "$tool" >/dev/null || die "$tool is missing (run with INSTALL=1 as root)"
 done
+# The HTTP/2 client's `h2` (PyPI) goes in a virtualenv of the bench's own (under target/ by default).
+H2_PYTHON=$BENCH_VENV/bin/python
+if ((H2)) && ! "$H2_PYTHON" -c 'import h2' 2>/dev/null; then
+  [[ $INSTALL == 1 ]] || die "no h2 package in $BENCH_VENV (run with INSTALL=1, or set BENCH_VENV)"
+  log "installing the h2 package into $BENCH_VENV"
+  [[ -x $H2_PYTHON ]] || python3 -m venv "$BENCH_VENV" || die "python3 -m venv $BENCH_VENV failed"
+  "$BENCH_VENV/bin/pip" install --quiet --disable-pip-version-check 'h2>=4.1,<5' ||
+    die "pip install h2 failed"
+fi
 
 # --- build ---------------------------------------------------------------------------------------
 if [[ $BUILD == 1 ]]; then
@@ -69,9 +93,9 @@ if [[ $BUILD == 1 ]]; then
 fi
 [[ -x $BIN ]] || die "$BIN does not exist (run with BUILD=1)"
 
-# Every stream is a connection: a file descriptor in the server and one in the client.
+# Over HTTP/1.1 every stream is a connection: a file descriptor in the server and one in the client.
 ulimit -n "$NOFILE" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-if [[ " $PARTS " == *" memory "* ]] && (($(ulimit -n) < STREAMS + WARMUP_STREAMS + 1024)); then
+if ((MEMORY)) && [[ " $PROTOCOLS " == *" http1 "* ]] && (($(ulimit -n) < STREAMS + WARMUP_STREAMS + 1024)); then
   die "the open-files limit is $(ulimit -n): too low for $STREAMS streams (run as root, or lower STREAMS)"
 fi
 
@@ -156,19 +180,26 @@ models_dir = \"$WORK/engine/models\""
 fi
 
 # --- 2. memory: STREAMS idle followers of a reply that waits for its engine --------------------
-if [[ " $PARTS " == *" memory "* ]]; then
-  log "memory: $STREAMS idle streams; platform on cpu $SERVER_CPU, client and stub node on cpu $LOAD_CPU"
+if ((MEMORY)); then
   start_process stub "$LOAD_CPU" python3 "$HERE/stub_node.py" --port "$PORT_STUB" --model "$STUB_MODEL"
   write_config "$WORK/memory.toml" "[inference]
 nodes = [\"http://127.0.0.1:$PORT_STUB\"]
 first_byte_timeout = \"1h\""
-  start_platform platform_memory "$WORK/memory.toml"
-  wait_model "$STUB_MODEL"
-  taskset -c "$LOAD_CPU" python3 "$HERE/streams.py" --port "$PORT_PLATFORM" --token "$TOKEN" \
-    --model "$STUB_MODEL" --pid "$PID_platform_memory" --streams "$STREAMS" --warmup "$WARMUP_STREAMS" \
-    --parallel "$PARALLEL" --settle "$SETTLE_SECS" --hold "$HOLD_SECS" --out "$OUT/memory.json" 2>"$OUT/memory.err" ||
-    { cat "$OUT/memory.err" >&2; tail -20 "$WORK/platform_memory.out" >&2; die "the stream client failed"; }
-  stop_process platform_memory
+  for proto in $PROTOCOLS; do
+    # A fresh serve process per protocol: each starts from the same state.
+    name=platform_memory_$proto py=python3 how="a connection each"
+    [[ $proto == http2 ]] && py=$H2_PYTHON how="$STREAMS_PER_CONN per h2c connection"
+    log "memory, $proto: $STREAMS idle streams ($how); platform on cpu $SERVER_CPU, client and stub node on cpu $LOAD_CPU"
+    start_platform "$name" "$WORK/memory.toml"
+    wait_model "$STUB_MODEL"
+    pid=$(eval "echo \$PID_$name")
+    taskset -c "$LOAD_CPU" "$py" "$HERE/streams.py" --port "$PORT_PLATFORM" --token "$TOKEN" \
+      --model "$STUB_MODEL" --pid "$pid" --protocol "$proto" --per-conn "$STREAMS_PER_CONN" \
+      --streams "$STREAMS" --warmup "$WARMUP_STREAMS" --parallel "$PARALLEL" --settle "$SETTLE_SECS" \
+      --hold "$HOLD_SECS" --out "$OUT/memory-$proto.json" 2>"$OUT/memory-$proto.err" ||
+      { cat "$OUT/memory-$proto.err" >&2; tail -20 "$WORK/$name.out" >&2; die "the stream client failed ($proto)"; }
+    stop_process "$name"
+  done
   stop_process stub
 fi
 
@@ -176,7 +207,7 @@ fi
 mkdir -p "$RESULTS_DIR"
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 RESULT="$RESULTS_DIR/conversation-$STAMP.json"
-export ROOT OUT RESULT STAMP PARTS TTFT_RUNS TTFT_THREADS SERVER_CPU LOAD_CPU LOADAVG_BEFORE BUSY_BEFORE MODEL
+export ROOT OUT RESULT STAMP PARTS PROTOCOLS STREAMS_PER_CONN TTFT_RUNS TTFT_THREADS SERVER_CPU LOAD_CPU LOADAVG_BEFORE BUSY_BEFORE MODEL
 export CPU_MODEL NPROC RUSTC_VERSION COMMIT BIN_BYTES
 CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 NPROC=$(nproc)
@@ -208,10 +239,13 @@ if "ttft" in parts:
     res["ttft_ms"] = {**summary, "samples": t}
     verdict["ttft_added_median_le_2ms"] = summary["conversation"]["added_median"] <= 2.0
     verdict["ttft_added_p90_le_2ms"] = summary["conversation"]["added_p90"] <= 2.0
-if "memory" in parts:
-    m = json.load(open(f"{env['OUT']}/memory.json"))
-    res["memory"] = m
-    verdict["idle_stream_le_8KiB"] = m["bytes_per_stream"]["rss"] <= 8192
+# The memory results: "memory" is HTTP/1.1 (one connection per stream), "memory_http2" HTTP/2.
+mem_keys = {"http1": "memory", "http2": "memory_http2"}
+protocols = env["PROTOCOLS"].split() if "memory" in parts else []
+for proto in protocols:
+    m = json.load(open(f"{env['OUT']}/memory-{proto}.json"))
+    res[mem_keys[proto]] = m
+    verdict["idle_stream_le_8KiB" + ("" if proto == "http1" else "_http2")] = m["bytes_per_stream"]["rss"] <= 8192
 
 doc = {
     "bench": "conversation",
@@ -221,7 +255,8 @@ doc = {
                 "cpu_busy_pct_before": int(env["BUSY_BEFORE"])},
     "versions": {"rustc": env["RUSTC_VERSION"], "binary_bytes": int(env["BIN_BYTES"])},
     "model": env["MODEL"],
-    "params": {k.lower(): env[k] for k in ["TTFT_RUNS", "TTFT_THREADS", "SERVER_CPU", "LOAD_CPU"]},
+    "params": {k.lower(): env[k] for k in ["TTFT_RUNS", "TTFT_THREADS", "SERVER_CPU", "LOAD_CPU", "PROTOCOLS",
+                                            "STREAMS_PER_CONN"]},
     **res,
     "targets_met": verdict,
 }
@@ -242,11 +277,14 @@ if "ttft_ms" in res:
         print(f"| {label} | {s['median']:.3f} | {s['p90']:.3f} | {s['min']:.3f} | {bold}{s['added_median']:+.3f}{bold} "
               f"| {bold}{s['added_p90']:+.3f}{bold} | {s['median_of_round_differences']:+.3f} |")
     print()
-if "memory" in res:
-    m = res["memory"]
+for proto in protocols:
+    m = res[mem_keys[proto]]
     k = m["kib"]
     mib = lambda v: f"{v / 1024:.1f}"
-    print(f"Memory of the serve process, {m['streams']} idle reply streams (opened in {m['open_secs']} s):\n")
+    how = ("HTTP/1.1, a connection each" if proto == "http1" else
+           f"HTTP/2 (h2c), {m['streams_per_connection']} per connection, {m['connections']} connections")
+    print(f"Memory of the serve process, {m['streams']} idle reply streams over {how} "
+          f"(opened in {m['open_secs']} s):\n")
     print("| | RSS MiB | anonymous MiB | file-backed MiB | open fds |")
     print("|---|---:|---:|---:|---:|")
     rows = [("before", f"before (after {m['warmup']} streams opened and closed)"),
@@ -260,7 +298,8 @@ if "memory" in res:
     print(f"\n**Per idle stream: {per['rss'] / 1024:.2f} KiB RSS** ({per['anon'] / 1024:.2f} KiB anonymous; "
           f"{late['rss'] / 1024:.2f} KiB after {m['hold_secs']} s more); retained after closing: "
           f"{m['retained_after_close_kib']['rss'] / 1024:.1f} MiB. Bytes each client received while idle: "
-          f"{m['bytes_received_per_stream']['while_held']}.")
+          f"{m['bytes_received_per_stream']['while_held']}. Open reply streams the server counted: "
+          f"{m['server_reply_streams']}.\n")
 print(f"\nTargets: {verdict}")
 print(f"Result: {env['RESULT']}")
 EOF
