@@ -61,7 +61,9 @@ if [[ $INSTALL == 1 ]]; then
   fi
   if ! oha --version 2>/dev/null | grep -q "$OHA_VERSION"; then
     log "installing oha $OHA_VERSION (cargo install --locked)"
-    cargo install --locked --quiet "oha@$OHA_VERSION"
+    # Without this harness's INSTALL in the environment: jemalloc's Makefile (built by oha's
+    # dependencies) takes $INSTALL as its install program.
+    env -u INSTALL cargo install --locked --quiet "oha@$OHA_VERSION"
   fi
 fi
 for tool in nginx curl python3 taskset oha; do
