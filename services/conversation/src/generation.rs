@@ -143,7 +143,6 @@ impl Generation {
 
     /// Whether `offset` is a place in the reply so far that a follower can start from.
     pub fn has_offset(&self, offset: usize) -> bool {
-        // `is_char_boundary` is false past the end.
         self.progress.borrow().content.is_char_boundary(offset)
     }
 

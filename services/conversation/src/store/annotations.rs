@@ -4,7 +4,7 @@ use kit::Timestamp;
 use kit::with_db;
 use uuid::Uuid;
 
-use super::{Row, Store};
+use super::Store;
 use crate::error::ConversationError;
 
 macro_rules! select_notes {
@@ -58,7 +58,7 @@ pub enum Scope {
 }
 
 impl Scope {
-    fn ids(self) -> (Option<Uuid>, Option<Uuid>) {
+    pub(super) fn ids(self) -> (Option<Uuid>, Option<Uuid>) {
         match self {
             Scope::Message(id) => (Some(id), None),
             Scope::Conversation(id) => (None, Some(id)),
@@ -180,23 +180,5 @@ impl Store {
 
     pub async fn delete_feedback(&self, owner: Uuid, id: Uuid) -> Result<(), ConversationError> {
         self.change_owned("DELETE FROM feedback WHERE id = $1 AND owner_id = $2", id, owner, "feedback").await
-    }
-}
-
-impl Store {
-    /// The rows `sql` selects for the owner `$1` within a message `$2` or a conversation `$3`.
-    async fn in_scope<T: Row>(
-        &self,
-        sql: &'static str,
-        owner: Uuid,
-        scope: Scope,
-    ) -> Result<Vec<T>, ConversationError> {
-        let (message, conversation) = scope.ids();
-        Ok(with_db!(&self.db, |pool| sqlx::query_as(sql)
-            .bind(owner)
-            .bind(message)
-            .bind(conversation)
-            .fetch_all(pool)
-            .await?))
     }
 }

@@ -128,6 +128,22 @@ impl Store {
         found.ok_or(ConversationError::NotFound(what))
     }
 
+    /// The rows `sql` selects for the owner `$1` within a message `$2` or a conversation `$3`.
+    async fn in_scope<T: Row>(
+        &self,
+        sql: &'static str,
+        owner: Uuid,
+        scope: Scope,
+    ) -> Result<Vec<T>, ConversationError> {
+        let (message, conversation) = scope.ids();
+        Ok(with_db!(&self.db, |pool| sqlx::query_as(sql)
+            .bind(owner)
+            .bind(message)
+            .bind(conversation)
+            .fetch_all(pool)
+            .await?))
+    }
+
     /// Runs `sql` on the id `$1` and its owner `$2`; `what` is not found when no row changed.
     async fn change_owned(
         &self,
