@@ -20,6 +20,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 
+mod event_stream;
+
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// A client must send its complete request head within this time.
@@ -48,7 +50,9 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// connection) is as large as an HTTP/2 connection (a 3.5 KiB task instead of 1.3), and its
 /// re-reading of the sniffed bytes makes hyper's HTTP/1 read buffer grow from 8 to 16 KiB: an
 /// idle reply stream costs a third less memory this way (docs/performance.md, "Conversation").
-/// The first bytes must come within the header-read timeout too.
+/// The first bytes must come within the header-read timeout too. An HTTP/1.1 request for an event
+/// stream is answered without hyper ([`event_stream`]), so that an idle stream does not hold
+/// hyper's connection buffers.
 pub async fn serve<S>(listener: TcpListener, app: S, shutdown: CancellationToken, opts: ServeOptions)
 where
     S: Service<http::Request<Body>, Response = axum::response::Response, Error = Infallible> + Clone + Send + 'static,
@@ -78,11 +82,6 @@ where
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-            let mut req = req.map(Body::new);
-            req.extensions_mut().insert(ConnectInfo(peer));
-            app.clone().oneshot(req)
-        });
         // Subscribed here, not in the task: a shutdown sent before the task starts is still seen.
         let mut drained = drain.subscribe();
         let builders = builders.clone();
@@ -96,6 +95,25 @@ where
                 },
                 _ = drained.changed() => return,
             };
+            if !is_h2 {
+                match event_stream::peek(&stream, peer).await {
+                    // `drained` is held until this ends, as for any connection: shutdown waits for
+                    // the stream within the drain timeout.
+                    Ok(Some(request)) => {
+                        if let Err(e) = event_stream::serve(stream, request, app).await {
+                            tracing::debug!(%peer, error = %e, "event stream ended with an error");
+                        }
+                        return;
+                    }
+                    Ok(None) => {}
+                    Err(_) => return,
+                }
+            }
+            let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                let mut req = req.map(Body::new);
+                req.extensions_mut().insert(ConnectInfo(peer));
+                app.clone().oneshot(req)
+            });
             let (h1, h2) = &*builders;
             let result = if is_h2 {
                 // Boxed, so that HTTP/1 connections do not carry its size.

@@ -148,6 +148,11 @@ impl ConversationService {
     async fn start_reply(&self, owner: Uuid, caller: Caller, plan: Plan) -> Result<Reply, ConversationError> {
         let Plan { conversation: c, prompt, path, options } = plan;
         let answered = path.last().map(|m| m.id);
+        // Refused before the documents are searched (an embedding call); checked again below
+        // once this reply holds the conversation, against one started meanwhile.
+        if self.jobs.get(c.id).is_some() || self.store.generating(owner, c.id).await?.is_some() {
+            return Err(ConversationError::GenerationInProgress);
+        }
         let context = match path.last() {
             Some(m) => self.document_context(owner, &caller, c.id, &m.content).await,
             None => None,
