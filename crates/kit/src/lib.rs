@@ -1,6 +1,7 @@
 //! Shared plumbing for OllamaNet services.
 
 pub mod api;
+pub mod audit;
 pub mod authn;
 pub mod bus;
 pub mod cache;

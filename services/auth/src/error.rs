@@ -30,6 +30,20 @@ pub enum AuthError {
     InvalidResetToken,
     #[error("this operation needs an access token, not an API key")]
     AccessTokenRequired,
+    #[error("an admin cannot lock, deactivate, delete or purge their own account, or remove their own Admin role")]
+    SelfLockout,
+    #[error("the user is deleted")]
+    UserDeleted,
+    #[error("only a deleted user can be purged; delete it first")]
+    UserNotDeleted,
+    #[error("the user is inactive")]
+    UserInactive,
+    #[error("a role with this name exists")]
+    RoleExists,
+    #[error("the role is held by {holders} users")]
+    RoleInUse { holders: i64 },
+    #[error("the roles Admin and User cannot be deleted")]
+    RoleProtected,
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("database: {0}")]
@@ -55,8 +69,8 @@ impl AuthError {
         let msg = self.to_string();
         match self {
             AuthError::Validation(errors) => Problem::validation(errors),
-            AuthError::UsernameTaken => Problem::conflict("username_taken", msg),
-            AuthError::EmailTaken => Problem::conflict("email_taken", msg),
+            AuthError::UsernameTaken => conflict_on("username", "username_taken", msg),
+            AuthError::EmailTaken => conflict_on("email", "email_taken", msg),
             AuthError::InvalidCredentials => Problem::unauthorized("invalid_credentials", msg),
             AuthError::InvalidCurrentPassword => forbidden("invalid_current_password", msg),
             AuthError::AccountLocked { retry_after_secs } => {
@@ -68,6 +82,13 @@ impl AuthError {
             AuthError::RefreshTokenReused => Problem::unauthorized("refresh_token_reused", msg),
             AuthError::InvalidResetToken => Problem::bad_request("invalid_reset_token", msg),
             AuthError::AccessTokenRequired => forbidden("access_token_required", msg),
+            AuthError::SelfLockout => Problem::conflict("self_lockout", msg),
+            AuthError::UserDeleted => Problem::conflict("user_deleted", msg),
+            AuthError::UserNotDeleted => Problem::conflict("user_not_deleted", msg),
+            AuthError::UserInactive => Problem::conflict("user_inactive", msg),
+            AuthError::RoleExists => conflict_on("name", "role_exists", msg),
+            AuthError::RoleInUse { .. } => Problem::conflict("role_in_use", msg),
+            AuthError::RoleProtected => Problem::conflict("role_protected", msg),
             AuthError::NotFound(what) => Problem::not_found(what),
             AuthError::Database(e) => kit::db::problem(&e),
             AuthError::Connect(e) => {
@@ -80,6 +101,13 @@ impl AuthError {
             }
         }
     }
+}
+
+/// A 409 that also names the field, so a form can show it where it belongs.
+fn conflict_on(field: &str, code: &str, detail: String) -> Problem {
+    let mut problem = Problem::conflict(code, detail.clone());
+    problem.errors = vec![FieldError::new(field, code, detail)];
+    problem
 }
 
 fn forbidden(code: &str, detail: String) -> Problem {

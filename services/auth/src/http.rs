@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use kit::Problem;
 use kit::api::{BearerAuth, BodyErrors, CredentialErrors, Page, PageQuery};
-use kit::authn::{Admin, Authenticator, CurrentUser, Introspection};
+use kit::authn::{Authenticator, CurrentUser, Introspection};
 use kit::http::{Json, OptionalJson, Path, Query};
 use kit::tokens::Jwks;
 use utoipa::OpenApi;
@@ -18,6 +18,8 @@ use uuid::Uuid;
 use crate::error::AuthError;
 use crate::models::*;
 use crate::service::AuthService;
+
+mod admin;
 
 pub const REFRESH_COOKIE: &str = "ollamanet_refresh";
 /// The refresh cookie goes only to the auth endpoints, never to the rest of the API.
@@ -231,64 +233,6 @@ async fn reset_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-// ---- roles ----
-
-/// Grant a role to a user (Admin). Idempotent; the user's existing access tokens die.
-#[utoipa::path(post, path = "/api/auth/users/{id}/roles", tag = "roles", security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "The user")), request_body = AssignRoleRequest, responses(
-    (status = 200, description = "The user's roles now.", body = UserRolesView),
-    (status = 403, description = "`forbidden`: the caller is not an Admin.", body = Problem,
-        content_type = "application/problem+json"),
-    (status = 404, description = "`not_found`: no such user or role.", body = Problem,
-        content_type = "application/problem+json"),
-    (status = 422, description = "`invalid_body`.", body = Problem, content_type = "application/problem+json"),
-    BodyErrors, CredentialErrors,
-))]
-async fn assign_role(
-    State(s): State<AppState>,
-    _: Admin,
-    Path(id): Path<Uuid>,
-    Json(req): Json<AssignRoleRequest>,
-) -> Result<Json<UserRolesView>, AuthError> {
-    Ok(Json(s.service.change_role(id, &req.role, true).await?))
-}
-
-/// Withdraw a role from a user (Admin). Idempotent; the user's existing access tokens die.
-#[utoipa::path(delete, path = "/api/auth/users/{id}/roles/{role}", tag = "roles", security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "The user"), ("role" = String, Path, description = "The role")),
-    responses(
-    (status = 200, description = "The user's roles now.", body = UserRolesView),
-    (status = 403, description = "`forbidden`: the caller is not an Admin.", body = Problem,
-        content_type = "application/problem+json"),
-    (status = 404, description = "`not_found`: no such user or role.", body = Problem,
-        content_type = "application/problem+json"),
-    CredentialErrors,
-))]
-async fn remove_role(
-    State(s): State<AppState>,
-    _: Admin,
-    Path((id, role)): Path<(Uuid, String)>,
-) -> Result<Json<UserRolesView>, AuthError> {
-    Ok(Json(s.service.change_role(id, &role, false).await?))
-}
-
-/// List the roles (Admin).
-#[utoipa::path(get, path = "/api/auth/roles", tag = "roles", security(("bearer" = [])), params(PageQuery),
-    responses(
-    (status = 200, description = "A page of roles, by name.", body = Page<RoleView>),
-    (status = 400, description = "`invalid_query`.", body = Problem, content_type = "application/problem+json"),
-    (status = 403, description = "`forbidden`: the caller is not an Admin.", body = Problem,
-        content_type = "application/problem+json"),
-    CredentialErrors,
-))]
-async fn list_roles(
-    State(s): State<AppState>,
-    _: Admin,
-    Query(page): Query<PageQuery>,
-) -> Result<Json<Page<RoleView>>, AuthError> {
-    Ok(Json(s.service.roles(&page).await?))
-}
-
 // ---- API keys ----
 
 /// List the caller's API keys (never the keys themselves).
@@ -357,7 +301,7 @@ async fn jwks(State(s): State<AppState>) -> Json<Jwks> {
 /// What an access token or API key stands for now (internal; services call it through
 /// `kit::authn::RemoteIdentitySource`). The token version is not checked: the caller compares.
 #[utoipa::path(post, path = "/api/auth/introspect", tag = "tokens", request_body = IntrospectRequest, responses(
-    (status = 200, description = "The credential is genuine; `active` is false for locked, inactive or deleted \
+    (status = 200, description = "The credential is genuine; `active` is false for inactive, deleted or admin-locked \
         accounts.", body = Introspection),
     (status = 401, description = "`invalid_token`: forged, expired, unknown or revoked.", body = Problem,
         content_type = "application/problem+json"),
@@ -384,7 +328,8 @@ async fn introspect(
         (name = "account", description = "Registration, login and profile"),
         (name = "session", description = "Refresh tokens and logout"),
         (name = "password", description = "Password change and reset"),
-        (name = "roles", description = "Role assignment (Admin)"),
+        (name = "admin users", description = "User administration (Admin)"),
+        (name = "admin roles", description = "Role administration (Admin)"),
         (name = "api keys", description = "Personal API keys"),
         (name = "tokens", description = "Public keys and introspection"),
     )
@@ -393,7 +338,7 @@ struct ApiDoc;
 
 /// Every route of the service with its OpenAPI description.
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let router = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(register))
         .routes(routes!(login))
         .routes(routes!(get_me, update_me))
@@ -402,11 +347,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(change_password))
         .routes(routes!(forgot_password))
         .routes(routes!(reset_password))
-        .routes(routes!(assign_role))
-        .routes(routes!(remove_role))
-        .routes(routes!(list_roles))
         .routes(routes!(list_keys, create_key))
         .routes(routes!(delete_key))
         .routes(routes!(jwks))
-        .routes(routes!(introspect))
+        .routes(routes!(introspect));
+    admin::routes(router)
 }

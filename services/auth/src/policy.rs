@@ -12,6 +12,8 @@ pub const PASSWORD_MAX_LENGTH: usize = 256;
 pub const USERNAME_MIN: usize = 3;
 pub const USERNAME_MAX: usize = 32;
 pub const EMAIL_MAX: usize = 254;
+pub const ROLE_MIN: usize = 2;
+pub const ROLE_MAX: usize = 32;
 /// Identity fragments shorter than this are too likely to appear in any password by chance.
 const MIN_IDENTITY_FRAGMENT: usize = 3;
 
@@ -53,6 +55,17 @@ pub fn username(name: &str) -> Check {
             "invalid_format",
             "may contain only letters, digits, '.', '_' and '-', and must start with a letter or digit".into(),
         ));
+    }
+    Ok(())
+}
+
+pub fn role_name(name: &str) -> Check {
+    let len = name.chars().count();
+    if !(ROLE_MIN..=ROLE_MAX).contains(&len) {
+        return Err(("invalid_length", format!("must be {ROLE_MIN} to {ROLE_MAX} characters")));
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_')) {
+        return Err(("invalid_format", "may contain only letters, digits, '-' and '_'".into()));
     }
     Ok(())
 }
@@ -125,6 +138,18 @@ mod tests {
         assert_eq!(code(username(&"x".repeat(33))), Some("invalid_length"));
         for bad in ["_abc", ".abc", "-abc", "ab c", "abé", "a@b.c"] {
             assert_eq!(code(username(bad)), Some("invalid_format"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn role_names() {
+        for ok in ["QA", "Research-Team_2", &"r".repeat(32)] {
+            assert_eq!(code(role_name(ok)), None, "{ok}");
+        }
+        assert_eq!(code(role_name("a")), Some("invalid_length"));
+        assert_eq!(code(role_name(&"r".repeat(33))), Some("invalid_length"));
+        for bad in ["with space", "dot.ted", "ünï", "a/b"] {
+            assert_eq!(code(role_name(bad)), Some("invalid_format"), "{bad}");
         }
     }
 

@@ -18,7 +18,9 @@ use crate::password::Hasher;
 use crate::policy::{self, Checks};
 use crate::secrets::{self, REFRESH_TOKEN_PREFIX, RESET_TOKEN_PREFIX};
 use crate::signing::Signer;
-use crate::store::{NewApiKey, NewSession, NewUserRecord, RoleChange, Store, UserRecord};
+use crate::store::{NewApiKey, NewResetToken, NewSession, NewUserRecord, Store, UserRecord};
+
+mod admin;
 
 const API_KEY_NAME_MAX: usize = 64;
 const API_KEY_MAX_DAYS: u32 = 3650;
@@ -37,6 +39,29 @@ pub struct NewUser {
     pub password: String,
     /// Admin and User roles instead of User alone.
     pub admin: bool,
+}
+
+/// A fresh password-reset token: `token` goes only into the mail, `hash` into the database.
+struct ResetToken {
+    token: String,
+    hash: String,
+    created_at: Timestamp,
+    expires_at: Timestamp,
+}
+
+impl ResetToken {
+    fn record(&self) -> NewResetToken<'_> {
+        NewResetToken { token_hash: &self.hash, expires_at: self.expires_at }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum ResetMail {
+    /// The user asked for it.
+    Forgotten,
+    ByAdmin,
+    /// The account was created without a password.
+    NewAccount,
 }
 
 pub struct AuthService {
@@ -64,11 +89,12 @@ fn check_usable(user: &UserRecord, now: Timestamp) -> Result<(), AuthError> {
     Ok(())
 }
 
-/// Whether existing credentials keep working. A lockout from failed sign-ins is not checked: it
+/// Whether existing credentials keep working. A lockout from failed sign-ins does not count: it
 /// stops new sign-ins and refreshes, but if it ended live sessions anyone who knows a username
-/// could log its owner out by guessing wrong passwords.
-fn credentials_honoured(user: &UserRecord) -> bool {
-    user.deleted_at.is_none() && user.is_active
+/// could log its owner out by guessing wrong passwords. An admin's lock does.
+fn credentials_honoured(user: &UserRecord, now: Timestamp) -> bool {
+    let admin_locked = user.locked_by_admin && user.locked_until.is_some_and(|until| until > now);
+    user.deleted_at.is_none() && user.is_active && !admin_locked
 }
 
 fn normalize_email(email: &str) -> String {
@@ -128,7 +154,7 @@ impl AuthService {
         }
     }
 
-    /// Validates, hashes and stores a new account (with its first session, if given).
+    /// Validates, hashes and stores a new active account (with its first session, if given).
     async fn add_user(
         &self,
         id: Uuid,
@@ -146,7 +172,17 @@ impl AuthService {
             .finish()?;
         let password_hash = self.hasher.hash(password).await?;
         let now = session.map_or_else(Timestamp::now, |s| s.created_at);
-        let new = NewUserRecord { id, username, email: &email, password_hash: &password_hash, roles, now };
+        let new = NewUserRecord {
+            id,
+            username,
+            email: &email,
+            password_hash: &password_hash,
+            roles,
+            is_active: true,
+            now,
+            reset: None,
+            audit: None,
+        };
         self.store.create_user(&new, session).await?;
         self.store.wake_outbox();
         Ok(())
@@ -353,25 +389,53 @@ impl AuthService {
         if user.deleted_at.is_some() || !user.is_active {
             return Ok(());
         }
+        let reset = self.new_reset_token(Timestamp::now());
+        self.store.create_reset_token(user.id, &reset.hash, reset.created_at, reset.expires_at).await?;
+        self.send_reset_mail(user.id, &user.username, &user.email, ResetMail::Forgotten, &reset.token);
+        Ok(())
+    }
+
+    fn new_reset_token(&self, now: Timestamp) -> ResetToken {
         let token = secrets::generate(RESET_TOKEN_PREFIX);
-        let now = Timestamp::now();
-        let expires_at = now + span(self.config.reset_token_ttl);
-        self.store.create_reset_token(user.id, &secrets::digest(&token), now, expires_at).await?;
+        ResetToken {
+            hash: secrets::digest(&token),
+            token,
+            created_at: now,
+            expires_at: now + span(self.config.reset_token_ttl),
+        }
+    }
+
+    /// Mails the reset link in the background, so that the answer does not wait for (or reveal)
+    /// the mail server.
+    fn send_reset_mail(&self, user_id: Uuid, username: &str, to: &str, why: ResetMail, token: &str) {
         let link = format!("{}/reset-password?token={token}", self.config.public_url.trim_end_matches('/'));
         let minutes = self.config.reset_token_ttl.as_secs().div_ceil(60);
+        let (subject, reason, otherwise) = match why {
+            ResetMail::Forgotten => (
+                "Reset your OllamaNet password",
+                "Someone asked to reset the password of your OllamaNet account. To choose a new password",
+                "If it was not you, ignore this mail: your password stays as it is.",
+            ),
+            ResetMail::ByAdmin => (
+                "Reset your OllamaNet password",
+                "An administrator asked you to choose a new password for your OllamaNet account. To choose it",
+                "Your current password keeps working until you set a new one.",
+            ),
+            ResetMail::NewAccount => (
+                "Your OllamaNet account",
+                "An administrator created an OllamaNet account for you. To choose your password",
+                "If the link has expired, ask for a new one with \"forgot password\".",
+            ),
+        };
         let body = format!(
-            "Hello {},\n\nSomeone asked to reset the password of your OllamaNet account. To choose a new \
-             password, open this link within {minutes} minutes:\n\n{link}\n\nIf it was not you, ignore this \
-             mail: your password stays as it is.\n",
-            user.username
+            "Hello {username},\n\n{reason}, open this link within {minutes} minutes:\n\n{link}\n\n{otherwise}\n"
         );
-        let mailer = self.mailer.clone();
+        let (mailer, to) = (self.mailer.clone(), to.to_owned());
         tokio::spawn(async move {
-            if let Err(e) = mailer.send(&user.email, "Reset your OllamaNet password", &body).await {
-                tracing::warn!(user_id = %user.id, error = %e, "password-reset mail not sent");
+            if let Err(e) = mailer.send(&to, subject, &body).await {
+                tracing::warn!(%user_id, error = %e, "password-reset mail not sent");
             }
         });
-        Ok(())
     }
 
     pub async fn reset_password(&self, req: ResetPasswordRequest) -> Result<(), AuthError> {
@@ -388,27 +452,6 @@ impl AuthService {
         }
         self.access_changed(user.id).await;
         Ok(())
-    }
-
-    // ---- roles ----
-
-    pub async fn change_role(&self, user_id: Uuid, role: &str, grant: bool) -> Result<UserRolesView, AuthError> {
-        match self.store.change_role(user_id, role, grant, Timestamp::now()).await? {
-            RoleChange::NoSuchUser => Err(AuthError::NotFound("user")),
-            RoleChange::NoSuchRole => Err(AuthError::NotFound("role")),
-            RoleChange::Done { roles, changed } => {
-                if changed {
-                    self.access_changed(user_id).await;
-                }
-                Ok(UserRolesView { user_id, roles })
-            }
-        }
-    }
-
-    pub async fn roles(&self, query: &PageQuery) -> Result<Page<RoleView>, AuthError> {
-        let limit = query.limit();
-        let rows = self.store.roles(query.cursor.as_deref(), limit + 1).await?;
-        Ok(Page::from_rows(rows, limit, |r| r.name.clone()))
     }
 
     // ---- API keys ----
@@ -503,7 +546,7 @@ impl AuthService {
         };
         let Some(user) = self.store.user(user_id).await? else { return Ok(None) };
         Ok(Some(Introspection {
-            active: credentials_honoured(&user),
+            active: credentials_honoured(&user, now),
             identity: Identity {
                 user_id: user.id,
                 email: user.email,

@@ -14,14 +14,18 @@ use uuid::Uuid;
 
 use crate::error::AuthError;
 
+mod admin;
+
+pub use admin::{AdminUserRecord, ListUsers, NEVER, RoleCountRecord, SortKey, UserChange};
+
 const SOURCE: &str = "auth";
 
 /// Selects the user columns of [`UserRecord`]; the argument is the `WHERE` clause.
 macro_rules! select_user {
     ($where:literal) => {
         concat!(
-            "SELECT id, username, email, password_hash, token_version, is_active, locked_until, deleted_at, \
-             created_at, last_login_at FROM users WHERE ",
+            "SELECT id, username, email, password_hash, token_version, is_active, locked_until, locked_by_admin, \
+             deleted_at, created_at, last_login_at FROM users WHERE ",
             $where
         )
     };
@@ -39,6 +43,8 @@ pub struct UserRecord {
     pub token_version: i64,
     pub is_active: bool,
     pub locked_until: Option<Timestamp>,
+    /// The lock was set by an admin (not by failed sign-ins).
+    pub locked_by_admin: bool,
     pub deleted_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub last_login_at: Option<Timestamp>,
@@ -52,7 +58,17 @@ pub struct NewUserRecord<'a> {
     pub email: &'a str,
     pub password_hash: &'a str,
     pub roles: &'a [&'a str],
+    pub is_active: bool,
     pub now: Timestamp,
+    /// A password-reset token to store with the account (an admin created it without a password).
+    pub reset: Option<NewResetToken<'a>>,
+    /// The audit record of the admin who created it.
+    pub audit: Option<Event>,
+}
+
+pub struct NewResetToken<'a> {
+    pub token_hash: &'a str,
+    pub expires_at: Timestamp,
 }
 
 /// A refresh token to store; families group the tokens that rotation derived from one login.
@@ -95,27 +111,10 @@ pub struct NewApiKey<'a> {
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct RoleRecord {
-    pub name: String,
-    pub created_at: Timestamp,
-}
-
-#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SigningKeyRecord {
     pub kid: String,
     pub private_key: Vec<u8>,
     pub public_key: Vec<u8>,
-}
-
-/// What a role change did.
-pub enum RoleChange {
-    /// The user's roles after the change (or unchanged, when there was nothing to do).
-    Done {
-        roles: Vec<String>,
-        changed: bool,
-    },
-    NoSuchUser,
-    NoSuchRole,
 }
 
 #[derive(Serialize)]
@@ -143,6 +142,12 @@ trait AuthTx {
     async fn bump_token_version(&mut self, user_id: Uuid, now: Timestamp) -> sqlx::Result<i64>;
     async fn revoke_sessions(&mut self, user_id: Uuid, now: Timestamp) -> sqlx::Result<()>;
     async fn insert_session(&mut self, session: &NewSession) -> sqlx::Result<()>;
+    async fn insert_reset_token(
+        &mut self,
+        user_id: Uuid,
+        token: &NewResetToken<'_>,
+        now: Timestamp,
+    ) -> sqlx::Result<()>;
     async fn roles(&mut self, user_id: Uuid) -> sqlx::Result<Vec<String>>;
 }
 
@@ -150,8 +155,10 @@ macro_rules! impl_auth_tx {
     ($db:ty) => {
         impl AuthTx for Transaction<'_, $db> {
             async fn replace_password(&mut self, user_id: Uuid, hash: &str, now: Timestamp) -> sqlx::Result<i64> {
+                // An admin's lock stays: a reset link must not let a locked user back in.
                 sqlx::query(
-                    "UPDATE users SET password_hash = $2, failed_logins = 0, locked_until = NULL WHERE id = $1",
+                    "UPDATE users SET password_hash = $2, failed_logins = 0, \
+                     locked_until = CASE WHEN locked_by_admin THEN locked_until ELSE NULL END WHERE id = $1",
                 )
                 .bind(user_id)
                 .bind(hash)
@@ -196,6 +203,24 @@ macro_rules! impl_auth_tx {
                 .map(drop)
             }
 
+            async fn insert_reset_token(
+                &mut self,
+                user_id: Uuid,
+                token: &NewResetToken<'_>,
+                now: Timestamp,
+            ) -> sqlx::Result<()> {
+                sqlx::query(
+                    "INSERT INTO password_resets (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(token.token_hash)
+                .bind(user_id)
+                .bind(now)
+                .bind(token.expires_at)
+                .execute(&mut **self)
+                .await
+                .map(drop)
+            }
+
             async fn roles(&mut self, user_id: Uuid) -> sqlx::Result<Vec<String>> {
                 sqlx::query_scalar(USER_ROLES).bind(user_id).fetch_all(&mut **self).await
             }
@@ -210,6 +235,16 @@ fn user_conflict(e: sqlx::Error) -> AuthError {
     match kit::db::unique_violation(&e) {
         Some(c) if c.contains("email") => AuthError::EmailTaken,
         Some(c) if c.contains("username") => AuthError::UsernameTaken,
+        _ => AuthError::Database(e),
+    }
+}
+
+/// A role that was deleted between its lookup and its assignment.
+fn role_gone(e: sqlx::Error) -> AuthError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+            AuthError::field("roles", "unknown_role", "a role was deleted meanwhile")
+        }
         _ => AuthError::Database(e),
     }
 }
@@ -250,13 +285,14 @@ impl Store {
         with_db!(&self.db, |pool| {
             let mut tx = pool.begin_write().await?;
             sqlx::query(
-                "INSERT INTO users (id, username, email, password_hash, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $5)",
+                "INSERT INTO users (id, username, email, password_hash, is_active, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $6)",
             )
             .bind(u.id)
             .bind(u.username)
             .bind(u.email)
             .bind(u.password_hash)
+            .bind(u.is_active)
             .bind(u.now)
             .execute(&mut *tx)
             .await
@@ -266,12 +302,19 @@ impl Store {
                     .bind(u.id)
                     .bind(*role)
                     .execute(&mut *tx)
-                    .await?;
+                    .await
+                    .map_err(role_gone)?;
             }
             if let Some(s) = session {
                 tx.insert_session(s).await?;
             }
+            if let Some(reset) = &u.reset {
+                tx.insert_reset_token(u.id, reset, u.now).await?;
+            }
             self.outbox.enqueue(&mut tx, &event).await?;
+            if let Some(audit) = &u.audit {
+                self.outbox.enqueue(&mut tx, audit).await?;
+            }
             tx.commit().await?;
         });
         Ok(())
@@ -328,7 +371,8 @@ impl Store {
             let row: Option<(Option<Timestamp>, i64)> = sqlx::query_as(
                 "UPDATE users SET \
                    failed_logins = CASE WHEN failed_logins + 1 >= $2 THEN 0 ELSE failed_logins + 1 END, \
-                   locked_until = CASE WHEN failed_logins + 1 >= $2 THEN $3 ELSE locked_until END \
+                   locked_until = CASE WHEN failed_logins + 1 >= $2 THEN $3 ELSE locked_until END, \
+                   locked_by_admin = CASE WHEN failed_logins + 1 >= $2 THEN FALSE ELSE locked_by_admin END \
                  WHERE id = $1 RETURNING locked_until, token_version",
             )
             .bind(user_id)
@@ -353,11 +397,14 @@ impl Store {
     pub async fn record_login(&self, session: &NewSession) -> Result<(), AuthError> {
         with_db!(&self.db, |pool| {
             let mut tx = pool.begin_write().await?;
-            sqlx::query("UPDATE users SET failed_logins = 0, locked_until = NULL, last_login_at = $2 WHERE id = $1")
-                .bind(session.user_id)
-                .bind(session.created_at)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE users SET failed_logins = 0, locked_until = NULL, locked_by_admin = FALSE, last_login_at = $2 \
+                 WHERE id = $1",
+            )
+            .bind(session.user_id)
+            .bind(session.created_at)
+            .execute(&mut *tx)
+            .await?;
             tx.insert_session(session).await?;
             tx.commit().await?;
         });
@@ -536,63 +583,6 @@ impl Store {
             claimed == 1
         });
         Ok(done)
-    }
-
-    // ---- roles ----
-
-    pub async fn roles(&self, after: Option<&str>, limit: i64) -> Result<Vec<RoleRecord>, AuthError> {
-        let roles = with_db!(&self.db, |pool| {
-            sqlx::query_as("SELECT name, created_at FROM roles WHERE ($1 IS NULL OR name > $1) ORDER BY name LIMIT $2")
-                .bind(after)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?
-        });
-        Ok(roles)
-    }
-
-    /// Grants or withdraws a role (named case-insensitively). Only an actual change bumps the
-    /// user's token version and is announced.
-    pub async fn change_role(
-        &self,
-        user_id: Uuid,
-        role: &str,
-        grant: bool,
-        now: Timestamp,
-    ) -> Result<RoleChange, AuthError> {
-        let change = with_db!(&self.db, |pool| {
-            let mut tx = pool.begin_write().await?;
-            let user: Option<i64> =
-                sqlx::query_scalar("SELECT token_version FROM users WHERE id = $1 AND deleted_at IS NULL")
-                    .bind(user_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let role: Option<String> = sqlx::query_scalar("SELECT name FROM roles WHERE lower(name) = lower($1)")
-                .bind(role)
-                .fetch_optional(&mut *tx)
-                .await?;
-            match (user, role) {
-                (None, _) => RoleChange::NoSuchUser,
-                (_, None) => RoleChange::NoSuchRole,
-                (Some(_), Some(role)) => {
-                    let sql = if grant {
-                        "INSERT INTO user_roles (user_id, role) VALUES ($1, $2) ON CONFLICT DO NOTHING"
-                    } else {
-                        "DELETE FROM user_roles WHERE user_id = $1 AND role = $2"
-                    };
-                    let changed =
-                        sqlx::query(sql).bind(user_id).bind(&role).execute(&mut *tx).await?.rows_affected() == 1;
-                    if changed {
-                        let version = tx.bump_token_version(user_id, now).await?;
-                        self.outbox.enqueue(&mut tx, &user_updated(user_id, version)).await?;
-                    }
-                    let roles = tx.roles(user_id).await?;
-                    tx.commit().await?;
-                    RoleChange::Done { roles, changed }
-                }
-            }
-        });
-        Ok(change)
     }
 
     // ---- API keys ----

@@ -13,14 +13,19 @@ async fn a_user_cannot_reach_admin_routes_or_grant_themselves_roles() {
     let token = alice["access_token"].as_str().unwrap();
     let alice_id = alice["user"]["id"].as_str().unwrap();
 
-    let (status, body) = d.call(Method::GET, "/api/auth/roles", Some(token), None).await;
+    let (status, body) = d.call(Method::GET, "/api/admin/roles", Some(token), None).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["code"], "forbidden");
     let (status, _) = d
-        .call(Method::POST, &format!("/api/auth/users/{alice_id}/roles"), Some(token), Some(json!({"role": "Admin"})))
+        .call(
+            Method::PUT,
+            &format!("/api/admin/users/{alice_id}/roles"),
+            Some(token),
+            Some(json!({"roles": ["Admin"]})),
+        )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = d.call(Method::GET, "/api/auth/roles", None, None).await;
+    let (status, _) = d.call(Method::GET, "/api/admin/roles", None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     // Mass assignment: roles on register or profile update are refused, not applied.
@@ -44,7 +49,7 @@ async fn a_user_cannot_reach_admin_routes_or_grant_themselves_roles() {
     let (_, admin_me) = d.call(Method::GET, "/api/auth/me", Some(&admin), None).await;
     let res = d
         .client
-        .get(d.at("/api/auth/roles"))
+        .get(d.at("/api/admin/roles"))
         .bearer_auth(token)
         .header("x-user-id", admin_me["id"].as_str().unwrap())
         .header("x-user-roles", "Admin")
@@ -58,14 +63,19 @@ async fn a_user_cannot_reach_admin_routes_or_grant_themselves_roles() {
 async fn role_changes_apply_at_once() {
     let d = Deployment::start(Mode::AllInOne).await;
     let admin = d.admin_token("root").await;
-    let (status, _) = d.call(Method::GET, "/api/auth/roles", Some(&admin), None).await;
+    let (status, _) = d.call(Method::GET, "/api/admin/roles", Some(&admin), None).await;
     assert_eq!(status, StatusCode::OK);
 
     let bob = d.register("bob").await;
     let bob_token = bob["access_token"].as_str().unwrap();
     let bob_id = bob["user"]["id"].as_str().unwrap();
     let (status, body) = d
-        .call(Method::POST, &format!("/api/auth/users/{bob_id}/roles"), Some(&admin), Some(json!({"role": "Admin"})))
+        .call(
+            Method::PUT,
+            &format!("/api/admin/users/{bob_id}/roles"),
+            Some(&admin),
+            Some(json!({"roles": ["Admin", "User"]})),
+        )
         .await;
     assert!(status.is_success(), "{status} {body}");
     let (status, body) = d.call(Method::GET, "/api/auth/me", Some(bob_token), None).await;
@@ -73,7 +83,7 @@ async fn role_changes_apply_at_once() {
     let (_, login) =
         d.call(Method::POST, "/api/auth/login", None, Some(json!({"login": "bob", "password": PASSWORD}))).await;
     let new_token = login["access_token"].as_str().unwrap();
-    let (status, _) = d.call(Method::GET, "/api/auth/roles", Some(new_token), None).await;
+    let (status, _) = d.call(Method::GET, "/api/admin/roles", Some(new_token), None).await;
     assert_eq!(status, StatusCode::OK, "the new token carries the Admin role");
 }
 

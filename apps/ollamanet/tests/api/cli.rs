@@ -55,7 +55,7 @@ fn routes_print_lists_the_table() {
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.lines().any(|l| l.contains("/api/auth/login") && l.contains("anonymous")), "{text}");
-    assert!(text.lines().any(|l| l.contains("/api/auth/roles") && l.contains("roles Admin")), "{text}");
+    assert!(text.lines().any(|l| l.contains("/api/admin/roles") && l.contains("roles Admin")), "{text}");
 }
 
 /// `ollamanet users create --admin` against the configured database, then that admin signs in.

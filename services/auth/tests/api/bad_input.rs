@@ -65,14 +65,26 @@ async fn the_openapi_document_describes_every_route() {
         ("/api/auth/password/change", "post"),
         ("/api/auth/password/forgot", "post"),
         ("/api/auth/password/reset", "post"),
-        ("/api/auth/users/{id}/roles", "post"),
-        ("/api/auth/users/{id}/roles/{role}", "delete"),
-        ("/api/auth/roles", "get"),
         ("/api/auth/keys", "get"),
         ("/api/auth/keys", "post"),
         ("/api/auth/keys/{id}", "delete"),
         ("/api/auth/.well-known/jwks.json", "get"),
         ("/api/auth/introspect", "post"),
+        ("/api/admin/users", "get"),
+        ("/api/admin/users", "post"),
+        ("/api/admin/users/{id}", "get"),
+        ("/api/admin/users/{id}", "patch"),
+        ("/api/admin/users/{id}", "delete"),
+        ("/api/admin/users/{id}/purge", "post"),
+        ("/api/admin/users/{id}/lock", "post"),
+        ("/api/admin/users/{id}/unlock", "post"),
+        ("/api/admin/users/{id}/activate", "post"),
+        ("/api/admin/users/{id}/deactivate", "post"),
+        ("/api/admin/users/{id}/roles", "put"),
+        ("/api/admin/users/{id}/password-reset", "post"),
+        ("/api/admin/roles", "get"),
+        ("/api/admin/roles", "post"),
+        ("/api/admin/roles/{name}", "delete"),
     ];
     let paths = doc["paths"].as_object().unwrap();
     let documented: usize = paths.values().map(|item| item.as_object().unwrap().len()).sum();
@@ -85,12 +97,22 @@ async fn the_openapi_document_describes_every_route() {
             assert!(response["description"].as_str().is_some_and(|d| !d.is_empty()), "{method} {path} {status}");
         }
         // Each documented route is really served (a 404 `route` problem would mean it is not).
-        let concrete = path.replace("{id}", &uuid::Uuid::nil().to_string()).replace("{role}", "User");
+        let concrete = path.replace("{id}", &uuid::Uuid::nil().to_string()).replace("{name}", "User");
         let res = app.send(app.request(method.parse().unwrap(), &concrete)).await;
         assert!(!(res.status == 404 && res.body["detail"] == "route not found"), "{method} {path} is not served");
     }
-    for schema in ["RegisterRequest", "TokenResponse", "UserView", "Problem", "CreatedApiKey", "Jwks", "Introspection"]
-    {
+    let schemas = [
+        "RegisterRequest",
+        "TokenResponse",
+        "UserView",
+        "Problem",
+        "CreatedApiKey",
+        "Jwks",
+        "Introspection",
+        "AdminUserView",
+        "RoleView",
+    ];
+    for schema in schemas {
         assert!(doc["components"]["schemas"][schema].is_object(), "{schema} missing");
     }
 }

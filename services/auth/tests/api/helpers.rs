@@ -250,7 +250,7 @@ impl Res {
     }
 }
 
-/// Collects `user.*` events from the bus.
+/// Collects `user.*` and `admin.*` (audit) events from the bus.
 pub struct EventLog {
     events: Mutex<Vec<Event>>,
     arrived: Notify,
@@ -267,10 +267,10 @@ impl Handler for EventLog {
 }
 
 impl EventLog {
-    /// Subscribes to `user.*`; once it returns, every event published reaches the log.
+    /// Subscribes to `user.*` and `admin.*`; once it returns, every event published reaches the log.
     pub async fn subscribe(app: &TestApp) -> Arc<Self> {
         let log = Arc::new(Self { events: Mutex::new(Vec::new()), arrived: Notify::new() });
-        let sub = Subscription::broadcast(EVENTS_EXCHANGE, &format!("test-{}", Uuid::now_v7()), &["user.#"]);
+        let sub = Subscription::broadcast(EVENTS_EXCHANGE, &format!("test-{}", Uuid::now_v7()), &["user.#", "admin.#"]);
         app.platform.bus.wait_connected().await;
         app.platform.bus.subscribe(sub, log.clone()).await;
         log
@@ -279,6 +279,11 @@ impl EventLog {
     /// Waits (at most 10 s) for an event matching `pred`.
     pub async fn expect(&self, pred: impl Fn(&Event) -> bool) -> Event {
         tokio::time::timeout(Duration::from_secs(10), self.wait_for(pred)).await.expect("event published")
+    }
+
+    /// Every event so far that matches `pred`.
+    pub fn all(&self, pred: impl Fn(&Event) -> bool) -> Vec<Event> {
+        self.events.lock().expect("event log").iter().filter(|e| pred(e)).cloned().collect()
     }
 
     async fn wait_for(&self, pred: impl Fn(&Event) -> bool) -> Event {

@@ -1,6 +1,7 @@
 //! The auth service over real HTTP against real databases: SQLite by default, Postgres + Redis
 //! + RabbitMQ with `OLLAMANET_TEST_STACK=full`.
 
+mod admin_users;
 mod bad_input;
 mod helpers;
 mod jwks;

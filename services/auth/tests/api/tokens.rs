@@ -29,8 +29,9 @@ async fn introspection_reports_the_current_identity_of_a_genuine_token() {
 
     // After a role change the same (now stale) token still introspects, with the new state:
     // callers compare token versions themselves.
-    let path = format!("/api/auth/users/{}/roles", session.user_id);
-    app.call(Method::POST, &path, &admin.access, Some(&json!({"role": "Admin"}))).await;
+    let path = format!("/api/admin/users/{}/roles", session.user_id);
+    let set = app.call(Method::PUT, &path, &admin.access, Some(&json!({"roles": ["Admin", "User"]}))).await;
+    assert_eq!(set.status, 200, "{}", set.text);
     let res = introspect(&app, &session.access).await;
     assert_eq!(res.status, 200);
     assert_eq!(res.body["identity"]["token_version"], 1);
