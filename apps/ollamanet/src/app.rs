@@ -25,19 +25,30 @@ use crate::config::AppConfig;
 pub enum Service {
     Gateway,
     Auth,
+    Admin,
+    Explore,
     Conversation,
     Inference,
     Engine,
 }
 
 impl Service {
-    pub const ALL: [Service; 5] =
-        [Service::Gateway, Service::Auth, Service::Conversation, Service::Inference, Service::Engine];
+    pub const ALL: [Service; 7] = [
+        Service::Gateway,
+        Service::Auth,
+        Service::Admin,
+        Service::Explore,
+        Service::Conversation,
+        Service::Inference,
+        Service::Engine,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Service::Gateway => "gateway",
             Service::Auth => "auth",
+            Service::Admin => "admin",
+            Service::Explore => "explore",
             Service::Conversation => "conversation",
             Service::Inference => "inference",
             Service::Engine => "engine",
@@ -171,24 +182,33 @@ impl App {
             bail!("--announce announces this process's engine: add engine to --only");
         }
         if let Some(ctx) = ctx.as_ref().filter(|_| services.contains(&Service::Inference)) {
-            let inference = ollamanet_inference::start(
-                ctx,
-                &config.inference,
-                local_engine.clone(),
-                Arc::new(ollamanet_inference::Open),
-            )
-            .await
-            .context("starting the inference service")?;
+            let access = ollamanet_inference::CatalogAccess::start(&platform).await.context("opening the catalog")?;
+            let inference = ollamanet_inference::start(ctx, &config.inference, local_engine.clone(), access)
+                .await
+                .context("starting the inference service")?;
             handles.push(inference.handle);
         }
-        if let Some(ctx) = ctx.as_ref().filter(|_| services.contains(&Service::Conversation)) {
-            let inference = match handles.iter().find(|h| h.name == ollamanet_inference::NAME) {
-                Some(h) => Upstream::in_process(h.router.clone()),
+        let inference_upstream = |handles: &[ServiceHandle]| -> anyhow::Result<Upstream> {
+            match handles.iter().find(|h| h.name == ollamanet_inference::NAME) {
+                Some(h) => Ok(Upstream::in_process(h.router.clone())),
                 None => remote("inference")?.context(
                     "the inference service is not in this process: set upstreams.inference \
                      (OLLAMANET_UPSTREAMS__INFERENCE) to its URL, or AMQP_URL so that it is discovered",
-                )?,
-            };
+                ),
+            }
+        };
+        if let Some(ctx) = ctx.as_ref().filter(|_| services.contains(&Service::Admin)) {
+            let admin = ollamanet_admin::start(ctx, inference_upstream(&handles)?)
+                .await
+                .context("starting the admin service")?;
+            handles.push(admin.handle);
+        }
+        if let Some(ctx) = ctx.as_ref().filter(|_| services.contains(&Service::Explore)) {
+            let explore = ollamanet_explore::start(ctx).await.context("starting the explore service")?;
+            handles.push(explore.handle);
+        }
+        if let Some(ctx) = ctx.as_ref().filter(|_| services.contains(&Service::Conversation)) {
+            let inference = inference_upstream(&handles)?;
             let conversation = ollamanet_conversation::start(ctx, &config.conversation, inference)
                 .await
                 .context("starting the conversation service")?;

@@ -115,6 +115,24 @@ impl Outbox {
         self.wake.notify_one();
     }
 
+    /// Wakes the relay and waits, at most `within`, until no row is left to publish; whether it
+    /// got there. A writer whose readers elsewhere follow its events calls this before answering,
+    /// so that its caller's next request sees the change there too; when the broker is down it
+    /// answers after `within` anyway, and the events follow once the broker is back.
+    pub async fn flush(&self, within: Duration) -> bool {
+        self.wake();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if matches!(self.pending().await, Ok(0)) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
     /// Rows not yet published.
     pub async fn pending(&self) -> Result<i64, sqlx::Error> {
         let sql = format!("SELECT COUNT(*) FROM {}", self.table);

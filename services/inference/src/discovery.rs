@@ -67,7 +67,7 @@ pub async fn resume(fleet: &Fleet, platform: &Platform, config: &InferenceConfig
         if let Ok(url) = config.announce_policy.check(&url).await
             && let Ok(upstream) = Upstream::http(std::slice::from_ref(&url))
         {
-            let node = fleet.add(&url, Source::Announced, upstream, config.node_capacity);
+            let node = fleet.add(Some(&url), Source::Announced, upstream, config.node_capacity);
             fleet.announced(&node, None);
         }
     }
@@ -103,16 +103,21 @@ impl Announcements {
             tracing::warn!(url, error = %e, "engine announcement refused");
             HandlerError::Poison(format!("announced URL refused: {e}"))
         })?;
-        let known = self.fleet.get(&url).is_some();
+        let known = self.fleet.get(&fleet::node_id(&url)).is_some();
         let upstream = Upstream::http(std::slice::from_ref(&url)).map_err(|e| HandlerError::Poison(e.to_string()))?;
-        let node = self.fleet.add(&url, Source::Announced, upstream, capacity.unwrap_or(self.capacity));
+        let node = self.fleet.add(Some(&url), Source::Announced, upstream, capacity.unwrap_or(self.capacity));
         self.fleet.announced(&node, models);
         if !known {
             tracing::info!(node = %url, "engine node announced");
             // Probe at once rather than at the next round, so that it serves within a second.
             self.fleet.probe(&node).await;
-            let urls: Vec<String> =
-                self.fleet.nodes().iter().filter(|n| n.source == Source::Announced).map(|n| n.id.clone()).collect();
+            let urls: Vec<String> = self
+                .fleet
+                .nodes()
+                .iter()
+                .filter(|n| n.source == Source::Announced)
+                .filter_map(|n| n.url.clone())
+                .collect();
             fleet::remember(&self.cache, &urls).await;
         }
         Ok(())
@@ -134,7 +139,7 @@ impl Handler for Announcements {
                 if m.leaving {
                     let url = m.url.trim_end_matches('/');
                     tracing::info!(node = %url, "engine node left");
-                    self.fleet.remove(url);
+                    self.fleet.remove(&fleet::node_id(url));
                     return Ok(());
                 }
                 self.accept(&m.url, m.capacity, Some(m.models)).await

@@ -5,6 +5,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use kit::Problem;
+use kit::problem::FieldError;
 
 use crate::admission::Refused;
 use crate::relay::RelayError;
@@ -86,8 +87,10 @@ impl IntoResponse for FaceError {
 pub enum InferenceError {
     #[error("no engine node {0:?}")]
     UnknownNode(String),
-    #[error("no engine has model {0:?}")]
-    UnknownModel(String),
+    #[error("engine node {node:?} has no model {model:?}")]
+    UnknownModel { node: String, model: String },
+    #[error("invalid model name: {0}")]
+    InvalidModelName(String),
     #[error("engine {node}: {message}")]
     Engine { node: String, message: String },
     #[error("database: {0}")]
@@ -96,16 +99,27 @@ pub enum InferenceError {
     Start(String),
 }
 
+impl InferenceError {
+    pub fn problem(&self) -> Problem {
+        match self {
+            InferenceError::UnknownNode(_) => Problem::new(StatusCode::NOT_FOUND, "node_not_found", self.to_string()),
+            InferenceError::UnknownModel { .. } => {
+                Problem::new(StatusCode::NOT_FOUND, "model_not_found", self.to_string())
+            }
+            InferenceError::InvalidModelName(detail) => {
+                let mut p = Problem::bad_request("invalid_model_name", self.to_string());
+                p.errors = vec![FieldError::new("model", "invalid_model_name", detail.clone())];
+                p
+            }
+            InferenceError::Engine { .. } => Problem::new(StatusCode::BAD_GATEWAY, "engine_error", self.to_string()),
+            InferenceError::Database(e) => kit::db::problem(e),
+            InferenceError::Start(_) => Problem::internal(),
+        }
+    }
+}
+
 impl IntoResponse for InferenceError {
     fn into_response(self) -> Response {
-        match &self {
-            InferenceError::UnknownNode(_) => Problem::not_found("engine node").into_response(),
-            InferenceError::UnknownModel(_) => Problem::not_found("model").into_response(),
-            InferenceError::Engine { .. } => {
-                Problem::new(StatusCode::BAD_GATEWAY, "engine_error", self.to_string()).into_response()
-            }
-            InferenceError::Database(e) => kit::db::problem(e).into_response(),
-            InferenceError::Start(_) => Problem::internal().into_response(),
-        }
+        self.problem().into_response()
     }
 }

@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use kit::Timestamp;
 use kit::cache::Cache;
-use kit::resilience::CircuitBreaker;
+use kit::resilience::{BreakerState, CircuitBreaker};
 use kit::upstream::Upstream;
 use ollama_api::OllamaClient;
 use ollama_api::types::{ModelEntry, RunningModel};
@@ -32,8 +33,11 @@ pub enum Source {
 }
 
 pub struct Node {
-    /// The node's URL, or [`LOCAL`].
+    /// [`LOCAL`], or [`node_id`] of the URL: stable across restarts and the same on every
+    /// instance, and usable as one path segment (a URL is not: the gateway refuses `%2F`).
     pub id: String,
+    /// Where it is reached; none for the engine in this process.
+    pub url: Option<String>,
     pub source: Source,
     /// For requests relayed as they are.
     pub upstream: Upstream,
@@ -53,22 +57,50 @@ struct Seen {
     models: Vec<ModelEntry>,
     loaded: Vec<RunningModel>,
     announced_at: Option<Instant>,
-    probed_at: Option<Instant>,
+    probed_at: Option<Timestamp>,
 }
 
 /// A node's state as the admin API shows it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct NodeStatus {
+    /// `local`, or `host:port` of its URL (see [`node_id`]).
     pub id: String,
+    /// Absent for the engine in this process.
+    pub url: Option<String>,
     pub source: Source,
+    /// Its last probe succeeded and no request has failed to reach it since.
     pub healthy: bool,
-    /// `closed`, `open` or `half_open`.
-    pub breaker: String,
-    pub in_flight: usize,
-    pub capacity: usize,
+    /// The circuit breaker fed by real requests: an open one takes the node out of routing.
+    pub breaker: Breaker,
+    /// Models installed (`/api/tags`), as of the last probe.
     pub models: Vec<String>,
+    /// Models in memory (`/api/ps`), as of the last probe.
     pub loaded: Vec<String>,
-    pub error: Option<String>,
+    /// Requests running on it now.
+    pub in_flight: usize,
+    /// Generations it may run at once.
+    pub capacity: usize,
+    pub last_probe_at: Option<Timestamp>,
+    /// Why the node is unhealthy (the last probe's or request's failure).
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Breaker {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl From<BreakerState> for Breaker {
+    fn from(s: BreakerState) -> Self {
+        match s {
+            BreakerState::Closed => Breaker::Closed,
+            BreakerState::Open => Breaker::Open,
+            BreakerState::HalfOpen => Breaker::HalfOpen,
+        }
+    }
 }
 
 /// Marks a request running on a node until dropped.
@@ -83,9 +115,10 @@ impl Drop for InFlight {
 }
 
 impl Node {
-    fn new(id: String, source: Source, upstream: Upstream, capacity: usize) -> Self {
+    fn new(id: String, url: Option<String>, source: Source, upstream: Upstream, capacity: usize) -> Self {
         Self {
             id,
+            url,
             source,
             client: OllamaClient::new(upstream.clone()),
             upstream,
@@ -148,14 +181,16 @@ impl Node {
         let seen = self.seen();
         NodeStatus {
             id: self.id.clone(),
+            url: self.url.clone(),
             source: self.source,
             healthy: seen.healthy,
-            breaker: format!("{:?}", self.breaker.state()).to_lowercase(),
-            in_flight: self.in_flight(),
-            capacity: self.capacity,
+            breaker: self.breaker.state().into(),
             models: seen.models.iter().map(|m| m.name.clone()).collect(),
             loaded: seen.loaded.iter().map(|m| m.name.clone()).collect(),
-            error: seen.error.clone(),
+            in_flight: self.in_flight(),
+            capacity: self.capacity,
+            last_probe_at: seen.probed_at,
+            last_error: seen.error.clone(),
         }
     }
 
@@ -168,7 +203,7 @@ impl Node {
         })
         .await;
         let mut seen = self.seen_mut();
-        seen.probed_at = Some(Instant::now());
+        seen.probed_at = Some(Timestamp::now());
         match result {
             Ok(Ok((tags, ps))) => {
                 if !seen.healthy {
@@ -195,16 +230,36 @@ impl Node {
     }
 }
 
+/// A node's id from its URL: `host:port`, the port spelled out (`https://abc.ngrok-free.app` is
+/// `abc.ngrok-free.app:443`), then `~`-separated path segments for an engine behind a path
+/// prefix. The same URL gives the same id on every instance and after every restart; two URLs
+/// that reach the same server the same way (`http://h` and `http://H:80/`) give the same id.
+pub fn node_id(url: &str) -> String {
+    fn clean(s: &str) -> String {
+        s.chars().map(|c| if c.is_ascii_alphanumeric() || "-._".contains(c) { c } else { '_' }).collect()
+    }
+    let Ok(uri) = url.trim().parse::<http::Uri>() else { return clean(url) };
+    let Some(host) = uri.host() else { return clean(url) };
+    // IPv6 hosts lose their brackets, which may not appear in a path.
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+    let port = uri.port_u16().unwrap_or(if uri.scheme_str() == Some("https") { 443 } else { 80 });
+    let mut id = format!("{host}:{port}");
+    for segment in uri.path().split('/').filter(|s| !s.is_empty()) {
+        id.push('~');
+        id.push_str(&clean(segment));
+    }
+    id
+}
+
+/// A model name with its tag: `llama3.2` is `llama3.2:latest` (a registry's port is not a tag).
+pub fn full_name(name: &str) -> String {
+    let last = name.rsplit('/').next().unwrap_or(name);
+    if last.contains(':') { name.to_owned() } else { format!("{name}:latest") }
+}
+
 /// `llama3.2` and `llama3.2:latest` are the same model.
 pub fn same_model(a: &str, b: &str) -> bool {
-    fn full(n: &str) -> (&str, &str) {
-        let last = n.rsplit('/').next().unwrap_or(n);
-        match last.rsplit_once(':') {
-            Some((_, tag)) => (&n[..n.len() - tag.len() - 1], tag),
-            None => (n, "latest"),
-        }
-    }
-    full(a) == full(b)
+    full_name(a) == full_name(b)
 }
 
 #[derive(Default)]
@@ -226,13 +281,15 @@ impl Fleet {
         self.nodes().into_iter().find(|n| n.id == id)
     }
 
-    /// Adds a node unless one with this id exists; returns the node either way.
-    pub fn add(&self, id: &str, source: Source, upstream: Upstream, capacity: usize) -> Arc<Node> {
+    /// Adds the node at `url` (none: the engine in this process) unless it is known; returns
+    /// the node either way.
+    pub fn add(&self, url: Option<&str>, source: Source, upstream: Upstream, capacity: usize) -> Arc<Node> {
+        let id = url.map_or_else(|| LOCAL.to_owned(), node_id);
         let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = nodes.iter().find(|n| n.id == id) {
             return n.clone();
         }
-        let node = Arc::new(Node::new(id.to_owned(), source, upstream, capacity));
+        let node = Arc::new(Node::new(id, url.map(str::to_owned), source, upstream, capacity));
         nodes.push(node.clone());
         self.changed.notify_one();
         node
@@ -362,6 +419,19 @@ pub async fn remembered(cache: &Cache) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_ids_are_path_segments_stable_for_a_url() {
+        assert_eq!(node_id("http://gpu-1:11434"), "gpu-1:11434");
+        assert_eq!(node_id("https://abc.ngrok-free.app"), "abc.ngrok-free.app:443");
+        assert_eq!(node_id("http://GPU-1"), node_id("http://gpu-1:80/"));
+        assert_eq!(node_id("http://[::1]:11434"), "::1:11434");
+        assert_eq!(node_id("https://proxy.example.com/ollama/a"), "proxy.example.com:443~ollama~a");
+        for url in ["http://gpu-1:11434", "https://h/p/q", "http://[fe80::1]", "not a url/x"] {
+            let id = node_id(url);
+            assert!(!id.contains('/') && !id.contains('[') && !id.contains('%'), "{id}");
+        }
+    }
 
     #[test]
     fn model_names_compare_with_their_default_tag() {

@@ -4,7 +4,7 @@
 //!   the fleet has, access rules applied. The gateway exposes it as is.
 //! - `/ollama/v1/*`: the OpenAI-compatible API, translated to and from the native API (so usage
 //!   is always known, and any Ollama version works behind it). The gateway exposes it as `/v1/*`.
-//! - `/api/inference/*`: fleet administration (Admin): nodes, models per node, pull, delete.
+//! - `/api/admin/engines*`: engine administration (Admin): nodes, a node's models, pull, delete.
 //!
 //! Management endpoints of the engines (`/api/pull`, `/api/delete`, `/api/create`, blobs) are
 //! never reachable through the user-facing faces.
@@ -13,12 +13,14 @@ use std::sync::Arc;
 
 use axum::extract::{FromRef, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use bytes::Bytes;
 use futures::StreamExt;
+use kit::Problem;
 use kit::authn::{Admin, Authenticator, CurrentUser, Identity};
-use kit::http::Path;
+use kit::http::{Path, Query};
 use ollama_api::ndjson;
 use ollama_api::openai::{self, convert};
 use ollama_api::types::{
@@ -29,6 +31,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::engines::{EngineList, NodeModels, PullEvent};
 use crate::error::{Face, FaceError, InferenceError};
 use crate::fleet::NodeStatus;
 use crate::relay::{Job, Relayed, passthrough};
@@ -52,7 +55,7 @@ impl FromRef<AppState> for Arc<Authenticator> {
 #[openapi(tags(
     (name = "ollama", description = "The Ollama API over every engine of the platform"),
     (name = "openai", description = "The OpenAI-compatible API (exposed as /v1)"),
-    (name = "engines", description = "Fleet administration (Admin)"),
+    (name = "engines", description = "Engine administration (Admin)"),
 ))]
 struct ApiDoc;
 
@@ -71,10 +74,10 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(openai_embeddings))
         .routes(routes!(openai_models))
         .routes(routes!(openai_model))
-        .routes(routes!(list_nodes))
-        .routes(routes!(list_models))
-        .routes(routes!(pull_model))
-        .routes(routes!(delete_model))
+        .routes(routes!(list_engines))
+        .routes(routes!(get_engine))
+        .routes(routes!(engine_models, delete_engine_model))
+        .routes(routes!(pull_engine_model))
         .with_state(state)
         .split_for_parts();
     (router, doc)
@@ -379,113 +382,111 @@ async fn openai_model(State(s): State<AppState>, CurrentUser(who): CurrentUser, 
     }
 }
 
-// ---- fleet administration ----
+// ---- engine administration ----
 
-/// Engine nodes and their state.
-#[utoipa::path(get, path = "/api/inference/nodes", tag = "engines", security(("bearer" = [])),
-    responses((status = 200, body = Vec<NodeStatus>), kit::api::CredentialErrors))]
-async fn list_nodes(State(s): State<AppState>, _: Admin) -> Json<Vec<NodeStatus>> {
-    Json(s.service.fleet.nodes().iter().map(|n| n.status()).collect())
+/// Every engine node with its state, and the platform's admission queue.
+#[utoipa::path(get, path = "/api/admin/engines", tag = "engines", security(("bearer" = [])),
+    responses((status = 200, body = EngineList),
+    (status = 403, description = "`forbidden`: not an Admin", body = Problem, content_type = "application/problem+json"), kit::api::CredentialErrors))]
+async fn list_engines(State(s): State<AppState>, _: Admin) -> Json<EngineList> {
+    Json(s.service.engines.list())
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct FleetModel {
-    pub name: String,
-    /// Bytes on disk.
-    pub size: u64,
-    pub family: String,
-    pub parameter_size: String,
-    pub quantization_level: String,
-    /// The nodes that have it.
-    pub nodes: Vec<String>,
+/// One node's state.
+#[utoipa::path(get, path = "/api/admin/engines/{node}", tag = "engines", security(("bearer" = [])),
+    params(("node" = String, Path, description = "`local` or the node's `host:port`")),
+    responses((status = 200, body = NodeStatus),
+    (status = 404, description = "`node_not_found`", body = Problem, content_type = "application/problem+json"),
+    (status = 403, description = "`forbidden`: not an Admin", body = Problem, content_type = "application/problem+json"), kit::api::CredentialErrors))]
+async fn get_engine(
+    State(s): State<AppState>,
+    _: Admin,
+    Path(node): Path<String>,
+) -> Result<Json<NodeStatus>, InferenceError> {
+    Ok(Json(s.service.engines.status(&node)?))
 }
 
-/// Every model on some healthy node, with the nodes that have it.
-#[utoipa::path(get, path = "/api/inference/models", tag = "engines", security(("bearer" = [])),
-    responses((status = 200, body = Vec<FleetModel>), kit::api::CredentialErrors))]
-async fn list_models(State(s): State<AppState>, _: Admin) -> Json<Vec<FleetModel>> {
-    Json(
-        s.service
-            .fleet
-            .models()
-            .into_values()
-            .map(|(m, nodes)| FleetModel {
-                name: m.name,
-                size: m.size,
-                family: m.details.family,
-                parameter_size: m.details.parameter_size,
-                quantization_level: m.details.quantization_level,
-                nodes,
-            })
-            .collect(),
-    )
+/// The models installed on a node (its `/api/tags`, asked now), each with its memory use when
+/// loaded (its `/api/ps`).
+#[utoipa::path(get, path = "/api/admin/engines/{node}/models", tag = "engines", security(("bearer" = [])),
+    params(("node" = String, Path)),
+    responses((status = 200, body = NodeModels),
+    (status = 404, description = "`node_not_found`", body = Problem, content_type = "application/problem+json"),
+    (status = 502, description = "`engine_error`: the node failed or did not answer", body = Problem, content_type = "application/problem+json"),
+    (status = 403, description = "`forbidden`: not an Admin", body = Problem, content_type = "application/problem+json"), kit::api::CredentialErrors))]
+async fn engine_models(
+    State(s): State<AppState>,
+    _: Admin,
+    Path(node): Path<String>,
+) -> Result<Json<NodeModels>, InferenceError> {
+    Ok(Json(s.service.engines.models(&node).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ModelQuery {
+    /// The model's name (`[host/][namespace/]model[:tag]`); in the query because it may hold `/`.
+    pub model: String,
+}
+
+/// Deletes a model from a node. Audited (`engine.delete_model`).
+#[utoipa::path(delete, path = "/api/admin/engines/{node}/models", tag = "engines", security(("bearer" = [])),
+    params(("node" = String, Path), ModelQuery),
+    responses((status = 204, description = "Deleted"),
+    (status = 400, description = "`invalid_model_name`, `invalid_query`", body = Problem, content_type = "application/problem+json"),
+    (status = 404, description = "`node_not_found`, `model_not_found`", body = Problem, content_type = "application/problem+json"),
+    (status = 502, description = "`engine_error`: the node failed or did not answer", body = Problem, content_type = "application/problem+json"),
+    (status = 403, description = "`forbidden`: not an Admin", body = Problem, content_type = "application/problem+json"), kit::api::CredentialErrors))]
+async fn delete_engine_model(
+    State(s): State<AppState>,
+    Admin(admin): Admin,
+    Path(node): Path<String>,
+    Query(q): Query<ModelQuery>,
+) -> Result<StatusCode, InferenceError> {
+    s.service.engines.delete(&admin, &node, &q.model).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PullModel {
+    /// `[host/][namespace/]model[:tag]`.
     pub model: String,
-    /// The node to pull onto (an id from `/api/inference/nodes`).
-    pub node: String,
+    /// Allow plain HTTP and unverified TLS to the registry.
+    #[serde(default)]
+    pub insecure: bool,
 }
 
-/// Pulls a model onto a node; the answer is the node's progress stream (NDJSON, as Ollama's).
-#[utoipa::path(post, path = "/api/inference/models/pull", tag = "engines", security(("bearer" = [])), request_body = PullModel,
-    responses((status = 200, description = "NDJSON progress: `{status, digest?, total?, completed?}` … `{status: \"success\"}`"),
-    kit::api::CredentialErrors, kit::api::BodyErrors))]
-async fn pull_model(
+/// Pulls a model onto a node, its progress as server-sent events: `progress` (Ollama's
+/// `status`, `digest`, `total`, `completed`), then `done` (`node`, `model`, `status`) or
+/// `error` (a problem: `pull_failed`, `pull_stalled`). The pull goes on if the client leaves;
+/// asking again for the same model on the same node follows the running pull. Audited
+/// (`engine.pull`) when the node accepts it.
+#[utoipa::path(post, path = "/api/admin/engines/{node}/pull", tag = "engines", security(("bearer" = [])),
+    params(("node" = String, Path)), request_body = PullModel,
+    responses((status = 200, description = "`text/event-stream`: `progress`… then `done` or `error`"),
+    (status = 400, description = "`invalid_model_name`", body = Problem, content_type = "application/problem+json"),
+    (status = 404, description = "`node_not_found`", body = Problem, content_type = "application/problem+json"),
+    (status = 502, description = "`engine_error`: the node failed or did not answer", body = Problem, content_type = "application/problem+json"),
+    (status = 403, description = "`forbidden`: not an Admin", body = Problem, content_type = "application/problem+json"), kit::api::CredentialErrors, kit::api::BodyErrors))]
+async fn pull_engine_model(
     State(s): State<AppState>,
-    _: Admin,
+    Admin(admin): Admin,
+    Path(node): Path<String>,
     kit::http::Json(req): kit::http::Json<PullModel>,
 ) -> Result<Response, InferenceError> {
-    let node = s.service.fleet.get(&req.node).ok_or_else(|| InferenceError::UnknownNode(req.node.clone()))?;
-    let pull = ollama_api::types::PullRequest { model: req.model, ..Default::default() };
-    let progress = node
-        .client
-        .pull_stream(&pull)
-        .await
-        .map_err(|e| InferenceError::Engine { node: node.id.clone(), message: e.to_string() })?;
-    let lines = progress.map(|item| {
-        Ok::<_, std::convert::Infallible>(match item {
-            Ok(p) => ndjson::encode(&p).unwrap_or_default(),
-            Err(e) => ndjson::encode(&ollama_api::types::ErrorResponse::new(e.to_string())).unwrap_or_default(),
-        })
+    let pull = s.service.engines.pull(&admin, &node, &req.model, req.insecure).await?;
+    let events = pull.follow().map(|e| {
+        let event = match e {
+            PullEvent::Progress(p) => Event::default().event("progress").json_data(p),
+            PullEvent::Done(d) => Event::default().event("done").json_data(d),
+            PullEvent::Failed(p) => Event::default().event("error").json_data(p),
+        };
+        Ok::<_, std::convert::Infallible>(event.unwrap_or_else(|_| Event::default().event("error").data("{}")))
     });
-    let mut res = Response::new(axum::body::Body::from_stream(lines));
-    res.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(ndjson::CONTENT_TYPE));
+    let mut res = Sse::new(events).keep_alive(KeepAlive::default()).into_response();
+    // Proxies must pass progress on as it comes, not when the pull is over.
+    res.headers_mut().insert("x-accel-buffering", header::HeaderValue::from_static("no"));
     Ok(res)
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DeleteModel {
-    pub model: String,
-    /// Only from this node; absent: from every node that has it.
-    pub node: Option<String>,
-}
-
-/// Deletes a model from one node or from all that have it.
-#[utoipa::path(post, path = "/api/inference/models/delete", tag = "engines", security(("bearer" = [])), request_body = DeleteModel,
-    responses((status = 204, description = "Deleted"), (status = 404, description = "No such node or model"),
-    kit::api::CredentialErrors, kit::api::BodyErrors))]
-async fn delete_model(
-    State(s): State<AppState>,
-    _: Admin,
-    kit::http::Json(req): kit::http::Json<DeleteModel>,
-) -> Result<StatusCode, InferenceError> {
-    let holders: Vec<_> = match &req.node {
-        Some(id) => vec![s.service.fleet.get(id).ok_or_else(|| InferenceError::UnknownNode(id.clone()))?],
-        None => s.service.fleet.candidates(&req.model),
-    };
-    if holders.is_empty() {
-        return Err(InferenceError::UnknownModel(req.model));
-    }
-    let delete = ollama_api::types::DeleteRequest { model: req.model.clone() };
-    for node in holders {
-        node.client.delete(&delete).await.map_err(|e| match e.status() {
-            Some(StatusCode::NOT_FOUND) => InferenceError::UnknownModel(req.model.clone()),
-            _ => InferenceError::Engine { node: node.id.clone(), message: e.to_string() },
-        })?;
-    }
-    Ok(StatusCode::NO_CONTENT)
 }

@@ -7,6 +7,7 @@ pub mod access;
 pub mod admission;
 pub mod config;
 pub mod discovery;
+mod engines;
 mod error;
 pub mod fleet;
 mod http;
@@ -23,13 +24,14 @@ use kit::outbox::Outbox;
 use kit::service::{ServiceContext, ServiceHandle};
 use kit::upstream::Upstream;
 
-pub use access::{ModelAccess, Open};
+pub use access::{CatalogAccess, ModelAccess, Open};
 pub use config::InferenceConfig;
 pub use error::InferenceError;
 pub use fleet::{Fleet, LOCAL, NodeStatus};
 pub use http::QUEUE_EVENTS;
 
 use crate::admission::{Admission, Limits};
+use crate::engines::Engines;
 use crate::fleet::Source;
 use crate::service::Service;
 use crate::usage::UsageSink;
@@ -58,12 +60,12 @@ pub async fn start(
 
     let fleet = Arc::new(Fleet::default());
     if let Some(engine) = local_engine {
-        fleet.add(fleet::LOCAL, Source::Local, engine, config.node_capacity);
+        fleet.add(None, Source::Local, engine, config.node_capacity);
     }
     for url in &config.nodes {
         let upstream = Upstream::http(std::slice::from_ref(url))
             .map_err(|e| InferenceError::Start(format!("inference.nodes: {e}")))?;
-        fleet.add(url.trim_end_matches('/'), Source::Configured, upstream, config.node_capacity);
+        fleet.add(Some(url.trim_end_matches('/')), Source::Configured, upstream, config.node_capacity);
     }
     discovery::resume(&fleet, platform, config).await;
     discovery::listen(fleet.clone(), platform, config).await;
@@ -87,6 +89,7 @@ pub async fn start(
 
     let service = Arc::new(Service {
         fleet: fleet.clone(),
+        engines: Arc::new(Engines::new(fleet.clone(), admission.clone(), db.clone(), outbox.clone())),
         admission,
         access,
         usage: UsageSink::new(db.clone(), outbox),

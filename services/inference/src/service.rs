@@ -12,6 +12,7 @@ use kit::authn::Identity;
 
 use crate::access::ModelAccess;
 use crate::admission::Admission;
+use crate::engines::Engines;
 use crate::error::{Face, FaceError};
 use crate::fleet::Fleet;
 use crate::relay::{self, Job, Relayed};
@@ -19,6 +20,7 @@ use crate::usage::UsageSink;
 
 pub struct Service {
     pub fleet: Arc<Fleet>,
+    pub engines: Arc<Engines>,
     pub admission: Arc<Admission>,
     pub access: Arc<dyn ModelAccess>,
     pub usage: UsageSink,

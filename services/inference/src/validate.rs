@@ -1,7 +1,12 @@
-//! Which engine URLs the platform will talk to. Announcements arrive over the bus, where anyone
+//! What the service checks before it lets an outside value reach an engine.
+//!
+//! Engine URLs: which the platform will talk to. Announcements arrive over the bus, where anyone
 //! who can publish could otherwise redirect every conversation to a server of their choosing (the
 //! original design accepted any URL), so an announced URL must be http(s), match the allowlist,
 //! and not point into private, loopback or link-local address space unless the operator allows it.
+//!
+//! Model names an admin asks a node to pull or delete: refused here with a clear error rather
+//! than by the node with whatever it says.
 
 use std::net::IpAddr;
 
@@ -71,6 +76,42 @@ impl UrlPolicy {
     }
 }
 
+/// Checks a model name as Ollama writes one, `[host[:port]/][namespace/]model[:tag]`; the error
+/// says what is wrong.
+pub fn model_name(name: &str) -> Result<(), String> {
+    fn part(what: &str, s: &str) -> Result<(), String> {
+        let ok = !s.is_empty()
+            && s.len() <= 80
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            && s.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
+        ok.then_some(()).ok_or_else(|| {
+            format!("the {what} {s:?} must be 1 to 80 letters, digits, `_`, `-` or `.`, starting with a letter, digit or `_`")
+        })
+    }
+    let parts: Vec<&str> = name.split('/').collect();
+    let (host, namespace, last) = match parts.as_slice() {
+        [m] => (None, None, *m),
+        [ns, m] => (None, Some(*ns), *m),
+        [h, ns, m] => (Some(*h), Some(*ns), *m),
+        _ => return Err("a model name is `[host/][namespace/]model[:tag]`".into()),
+    };
+    if let Some(h) = host {
+        let ok = !h.is_empty()
+            && h.len() <= 350
+            && h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
+            && h.starts_with(|c: char| c.is_ascii_alphanumeric());
+        if !ok {
+            return Err(format!("the registry host {h:?} is not a host name"));
+        }
+    }
+    if let Some(ns) = namespace {
+        part("namespace", ns)?;
+    }
+    let (model, tag) = last.split_once(':').map_or((last, None), |(m, t)| (m, Some(t)));
+    part("model", model)?;
+    tag.map_or(Ok(()), |t| part("tag", t))
+}
+
 /// `*` matches any host; `*.example.com` any subdomain of example.com; otherwise exact.
 fn host_matches(pattern: &str, host: &str) -> bool {
     let pattern = pattern.to_ascii_lowercase();
@@ -104,6 +145,16 @@ fn is_private(ip: &IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn model_names_as_ollama_writes_them() {
+        for good in ["llama3.2", "smollm2:135m", "me/tiny:q4_K_M", "localhost:5000/me/tiny:1b", "_x.y-z"] {
+            assert_eq!(model_name(good), Ok(()), "{good}");
+        }
+        for bad in ["", "a/b/c/d", "../x", "x:..", "a b", "x:", ":tag", "ns/../m", "-x", "m:a:b", "x\n", "é"] {
+            assert!(model_name(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
 
     #[tokio::test]
     async fn refuses_private_targets_and_foreign_schemes() {

@@ -13,7 +13,7 @@ use tokio::process::Child;
 use crate::helpers::{Deployment, Mode, WITHOUT_ENGINE, base_config, eventually, spawn_serve, wait_for_nodes};
 
 /// Engine settings for tests: one thread per worker (tests run side by side), a small context.
-fn engine_config(config: &mut AppConfig) {
+pub fn engine_config(config: &mut AppConfig) {
     config.engine.threads = Some(1);
     config.engine.num_ctx = 512;
 }

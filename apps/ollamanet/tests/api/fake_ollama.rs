@@ -29,6 +29,8 @@ struct Node {
     generations: Arc<Mutex<usize>>,
     /// Every chat request's body, in arrival order.
     chats: Arc<Mutex<Vec<Value>>>,
+    /// Pull requests received.
+    pulls: Arc<Mutex<usize>>,
 }
 
 pub struct FakeOllama {
@@ -37,6 +39,7 @@ pub struct FakeOllama {
     gate: Option<Arc<Notify>>,
     generations: Arc<Mutex<usize>>,
     chats: Arc<Mutex<Vec<Value>>>,
+    pulls: Arc<Mutex<usize>>,
     stop: CancellationToken,
     server: tokio::task::JoinHandle<()>,
 }
@@ -46,7 +49,8 @@ impl FakeOllama {
         Self::start_with(name, models, false).await
     }
 
-    /// `gated`: every stream waits after its first chunk for [`FakeOllama::release`].
+    /// `gated`: every stream (generation or pull) waits after its first chunk for
+    /// [`FakeOllama::release`].
     pub async fn start_with(name: &str, models: &[&str], gated: bool) -> Self {
         let node = Node::new(name, models, gated);
         let app = router(&node);
@@ -65,6 +69,7 @@ impl FakeOllama {
             gate: node.gate,
             generations: node.generations,
             chats: node.chats,
+            pulls: node.pulls,
             stop,
             server,
         }
@@ -84,6 +89,10 @@ impl FakeOllama {
     /// The bodies of the chat requests received so far.
     pub fn chats(&self) -> Vec<Value> {
         self.chats.lock().unwrap().clone()
+    }
+
+    pub fn pulls(&self) -> usize {
+        *self.pulls.lock().unwrap()
     }
 
     pub fn has(&self, model: &str) -> bool {
@@ -110,6 +119,7 @@ impl Node {
             gate: gated.then(|| Arc::new(Notify::new())),
             generations: Arc::default(),
             chats: Arc::default(),
+            pulls: Arc::default(),
         }
     }
 }
@@ -285,20 +295,50 @@ async fn show(State(n): State<Node>, Json(req): Json<Value>) -> Response {
     .into_response()
 }
 
+/// Pulling, as Ollama does it: progress lines a little apart, the model in place only after the
+/// last one, and nothing if the client goes away first. A model whose name starts with
+/// `missing` is not in the registry: the stream ends with Ollama's error line.
 async fn pull(State(n): State<Node>, Json(req): Json<Value>) -> Response {
     let model = full(req["model"].as_str().unwrap_or_default());
-    n.models.lock().unwrap().push(model);
-    let lines = [
-        json!({"status": "pulling manifest"}),
-        json!({"status": "pulling abc", "digest": "sha256:abc", "total": 100, "completed": 50}),
-        json!({"status": "pulling abc", "digest": "sha256:abc", "total": 100, "completed": 100}),
-        json!({"status": "verifying sha256 digest"}),
-        json!({"status": "writing manifest"}),
-        json!({"status": "success"}),
-    ];
-    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    ([("content-type", "application/x-ndjson")], body).into_response()
+    *n.pulls.lock().unwrap() += 1;
+    let lines = async_stream(move |tx| async move {
+        let missing = model.starts_with("missing");
+        let steps = [
+            json!({"status": "pulling manifest"}),
+            json!({"status": "pulling abc", "digest": "sha256:abc", "total": 100, "completed": 50}),
+            json!({"status": "pulling abc", "digest": "sha256:abc", "total": 100, "completed": 100}),
+            json!({"status": "verifying sha256 digest"}),
+            json!({"status": "writing manifest"}),
+        ];
+        let steps = if missing { &steps[..1] } else { &steps[..] };
+        for (i, step) in steps.iter().enumerate() {
+            if tx.send(step.clone()).await.is_err() {
+                return;
+            }
+            if i == 0
+                && let Some(g) = &n.gate
+            {
+                g.notified().await;
+            }
+            tokio::time::sleep(PULL_STEP).await;
+        }
+        if missing {
+            let _ = tx.send(json!({"error": "pull model manifest: file does not exist"})).await;
+            return;
+        }
+        // Ollama finishes only for a client still there to read the result.
+        if !tx.is_closed() {
+            n.models.lock().unwrap().push(model);
+            let _ = tx.send(json!({"status": "success"})).await;
+        }
+    });
+    let mut res = Response::new(lines);
+    res.headers_mut().insert("content-type", "application/x-ndjson".parse().unwrap());
+    res
 }
+
+/// The pause between a pull's progress lines.
+const PULL_STEP: Duration = Duration::from_millis(50);
 
 async fn remove(State(n): State<Node>, Json(req): Json<Value>) -> Response {
     let model = full(req["model"].as_str().or(req["name"].as_str()).unwrap_or_default());

@@ -19,7 +19,8 @@ pub const PASSWORD: &str = "correct horse battery staple";
 
 /// The platform without its embedded engine: for tests whose engines are other processes or
 /// test doubles.
-pub const WITHOUT_ENGINE: &[Service] = &[Service::Gateway, Service::Auth, Service::Conversation, Service::Inference];
+pub const WITHOUT_ENGINE: &[Service] =
+    &[Service::Gateway, Service::Auth, Service::Admin, Service::Explore, Service::Conversation, Service::Inference];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -289,8 +290,8 @@ fn uuid_suffix() -> String {
 pub async fn wait_for_nodes(d: &Deployment, nodes: usize) {
     let admin = d.admin_token("fleetadmin").await;
     eventually("the nodes to be probed healthy", async || {
-        let (_, list) = d.call(Method::GET, "/api/inference/nodes", Some(&admin), None).await;
-        list.as_array().is_some_and(|l| l.iter().filter(|n| n["healthy"] == true).count() >= nodes)
+        let (_, list) = d.call(Method::GET, "/api/admin/engines", Some(&admin), None).await;
+        list["items"].as_array().is_some_and(|l| l.iter().filter(|n| n["healthy"] == true).count() >= nodes)
     })
     .await;
 }

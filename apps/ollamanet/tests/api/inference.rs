@@ -1,6 +1,6 @@
 //! The inference service through the gateway, driving fake Ollama nodes (test doubles for the
-//! Ollama servers outside the platform): routing, failover, admission, the two public faces,
-//! fleet administration and discovery.
+//! Ollama servers outside the platform): routing, failover, admission, the two public faces and
+//! discovery. Engine administration is in `engines.rs`.
 
 use std::time::{Duration, Instant};
 
@@ -235,56 +235,6 @@ async fn admission_caps_users_and_queues_the_rest_in_order() {
     assert!(rest.contains("Hello") && rest.contains("\"done\":true"), "{rest}");
 }
 
-#[tokio::test]
-async fn administrators_see_the_fleet_and_pull_and_delete_models() {
-    let a = FakeOllama::start("node-a", &["alpha"]).await;
-    let d = platform_on(&[&a], |_| {}).await;
-    let admin = d.admin_token("root").await;
-    let user = d.user_token("zoe").await;
-
-    let (status, nodes) = d.call(Method::GET, "/api/inference/nodes", Some(&admin), None).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(nodes[0]["id"], a.url);
-    assert_eq!(nodes[0]["healthy"], true);
-    assert_eq!(nodes[0]["models"], json!(["alpha:latest"]));
-    assert_eq!(d.call(Method::GET, "/api/inference/nodes", Some(&user), None).await.0, StatusCode::FORBIDDEN);
-
-    let res = d
-        .client
-        .post(d.at("/api/inference/models/pull"))
-        .bearer_auth(&admin)
-        .json(&json!({"model": "delta", "node": a.url}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let progress: Vec<Value> = res.text().await.unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(progress.first().unwrap()["status"], "pulling manifest");
-    assert_eq!(progress.last().unwrap()["status"], "success");
-    assert!(a.has("delta"));
-
-    let (status, _) = d
-        .call(
-            Method::POST,
-            "/api/inference/models/delete",
-            Some(&admin),
-            Some(json!({"model": "alpha", "node": a.url})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
-    assert!(!a.has("alpha"));
-    let (status, _) = d
-        .call(Method::POST, "/api/inference/models/pull", Some(&admin), Some(json!({"model": "x", "node": "nope"})))
-        .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-
-    // Engines' own management endpoints are not reachable through the user-facing face.
-    for path in ["/ollama/api/pull", "/ollama/api/delete", "/ollama/api/create", "/ollama/api/copy"] {
-        let (status, _) = d.call(Method::POST, path, Some(&admin), Some(json!({"model": "alpha"}))).await;
-        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
-    }
-}
-
 /// Publishes a heartbeat for `node` on the deployment's own bus namespace.
 async fn announce(infra_config: &kit::config::InfraConfig, node: &FakeOllama, models: &[&str]) {
     let announcer = kit::config::Platform::new(infra_config.clone(), "announcer").unwrap();
@@ -347,8 +297,8 @@ async fn an_announced_private_address_is_refused() {
 
     announce(&bus_config, &node, &["delta:latest"]).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (_, nodes) = d.call(Method::GET, "/api/inference/nodes", Some(&admin), None).await;
-    assert_eq!(nodes, json!([]), "a node on 127.0.0.1 must not join");
+    let (_, nodes) = d.call(Method::GET, "/api/admin/engines", Some(&admin), None).await;
+    assert_eq!(nodes["items"], json!([]), "a node on 127.0.0.1 must not join");
     let (status, _) = d.call(Method::POST, "/ollama/api/chat", Some(&admin), Some(chat("delta", false))).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(node.generations(), 0);

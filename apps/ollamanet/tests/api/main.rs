@@ -3,11 +3,13 @@
 
 mod authz;
 mod bad_input;
+mod catalog;
 mod cli;
 mod conversations;
 mod discovery;
 mod documents;
 mod engine;
+mod engines;
 mod fake_ollama;
 mod gateway;
 mod helpers;
@@ -18,4 +20,5 @@ mod ops;
 mod python_clients;
 mod ratelimit;
 mod resilience;
+mod role_matrix;
 mod story;

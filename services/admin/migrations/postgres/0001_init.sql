@@ -1,0 +1,33 @@
+-- The audit log: one row per `admin.audited` event, whichever service acted; the event id is
+-- the key, so a redelivered event is stored once.
+CREATE TABLE admin_audit (
+    id           UUID PRIMARY KEY,
+    occurred_at  TIMESTAMPTZ NOT NULL,
+    source       TEXT NOT NULL,
+    actor_id     UUID NOT NULL,
+    actor        TEXT NOT NULL,
+    action       TEXT NOT NULL,
+    target_type  TEXT NOT NULL,
+    target_id    TEXT NOT NULL,
+    before       TEXT,
+    after        TEXT,
+    request_id   TEXT
+);
+CREATE INDEX admin_audit_time ON admin_audit (occurred_at, id);
+CREATE INDEX admin_audit_target ON admin_audit (target_type, target_id);
+
+-- Usage per day, user and model, summed from `usage.recorded` events.
+CREATE TABLE admin_usage (
+    day            TEXT NOT NULL,
+    user_id        UUID NOT NULL,
+    model          TEXT NOT NULL,
+    requests       BIGINT NOT NULL,
+    prompt_tokens  BIGINT NOT NULL,
+    eval_tokens    BIGINT NOT NULL,
+    PRIMARY KEY (day, user_id, model)
+);
+-- Usage events already counted (a redelivered one is not counted twice).
+CREATE TABLE admin_usage_events (
+    id           UUID PRIMARY KEY,
+    counted_at   TIMESTAMPTZ NOT NULL
+);
