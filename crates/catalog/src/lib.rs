@@ -37,6 +37,20 @@ pub const TAG_CHANGED: &str = "catalog.tag.changed";
 /// Both, for subscriptions.
 pub const EVENTS: &[&str] = &[MODEL_CHANGED, TAG_CHANGED];
 
+/// Published by each inference instance when the models its engines have change, and every 30 s
+/// (so that a reader starting later learns them); `data` is [`Installed`]. Explore's `installed`
+/// filter follows it.
+pub const MODELS_INSTALLED: &str = "inference.models.installed";
+/// Asks every inference instance to publish [`MODELS_INSTALLED`] now (a reader that has just
+/// started and subscribed); no `data`.
+pub const MODELS_WANTED: &str = "inference.models.wanted";
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Installed {
+    /// Canonical names (see [`normalize_name`]) of every model some healthy engine has, sorted.
+    pub models: Vec<String>,
+}
+
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ModelChanged {
     pub name: String,

@@ -44,6 +44,9 @@ pub struct Model {
     pub tags: Vec<Tag>,
     /// Generations and embeddings served with this model (from usage records).
     pub requests: i64,
+    /// Whether some engine has the model (explore only, from the inference service's reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installed: Option<bool>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -64,6 +64,8 @@ pub struct Search {
     pub min_parameters: Option<i64>,
     pub max_parameters: Option<i64>,
     pub capabilities: Vec<String>,
+    /// Only these models (those installed on some engine, as explore knows them).
+    pub installed: Option<Vec<String>>,
     pub sort: Sort,
     pub cursor: Option<String>,
     pub limit: i64,
@@ -137,13 +139,13 @@ fn rows_of(backend: Backend, n: u8, alias: &str) -> String {
 
 fn list_sql(backend: Backend, sort: Sort) -> String {
     let (after, order) = match sort {
-        Sort::Name => ("($12 IS NULL OR m.name > $12)", "m.name"),
+        Sort::Name => ("($14 IS NULL OR m.name > $14)", "m.name"),
         Sort::Newest => (
-            "($13 IS NULL OR m.created_at < $13 OR (m.created_at = $13 AND m.name > $12))",
+            "($15 IS NULL OR m.created_at < $15 OR (m.created_at = $15 AND m.name > $14))",
             "m.created_at DESC, m.name",
         ),
         Sort::MostUsed => {
-            ("($13 IS NULL OR m.requests < $13 OR (m.requests = $13 AND m.name > $12))", "m.requests DESC, m.name")
+            ("($15 IS NULL OR m.requests < $15 OR (m.requests = $15 AND m.name > $14))", "m.requests DESC, m.name")
         }
     };
     format!(
@@ -157,6 +159,7 @@ fn list_sql(backend: Backend, sort: Sort) -> String {
            AND ($8 IS NULL OR m.parameter_count >= $8) \
            AND ($9 IS NULL OR m.parameter_count <= $9) \
            AND ($10 IS NULL OR EXISTS (SELECT 1 FROM catalog_model_tags mt WHERE mt.model = m.name AND mt.tag_id = $10)) \
+           AND (NOT $12 OR m.name IN (SELECT value FROM {installed})) \
            AND {after} \
          ORDER BY {order} LIMIT $11",
         columns = model_columns!(),
@@ -164,6 +167,7 @@ fn list_sql(backend: Backend, sort: Sort) -> String {
         words = rows_of(backend, 4, "w"),
         tags = rows_of(backend, 5, "t"),
         caps = rows_of(backend, 6, "c"),
+        installed = rows_of(backend, 13, "i"),
     )
 }
 
@@ -197,8 +201,10 @@ impl Catalog {
                 .bind(search.max_parameters)
                 .bind(search.tag_id)
                 .bind(search.limit + 1)
+                .bind(search.installed.is_some())
+                .bind(json(search.installed.clone().unwrap_or_default()))
                 .bind(cursor.as_ref().map(|c| c.name.clone()));
-            // `$13` is the second key of the order, when it has one.
+            // `$15` is the second key of the order, when it has one.
             let query = match search.sort {
                 Sort::Name => query,
                 Sort::Newest => query.bind(cursor.as_ref().and_then(|c| c.created_at)),
@@ -305,6 +311,8 @@ pub struct ListQuery {
     /// 1–100, default 50.
     pub limit: Option<u32>,
     pub cursor: Option<String>,
+    /// Explore only: only models installed on some engine.
+    pub installed: Option<bool>,
     /// Admin lists only: include deleted models.
     pub deleted: Option<bool>,
 }
@@ -331,6 +339,7 @@ impl ListQuery {
             min_parameters: count("min_parameters", &self.min_parameters)?,
             max_parameters: count("max_parameters", &self.max_parameters)?,
             capabilities: list(&self.capabilities),
+            installed: None,
             sort: self.sort.unwrap_or_default(),
             cursor: self.cursor.clone(),
             limit: i64::from(self.limit.unwrap_or(50).clamp(1, 100)),

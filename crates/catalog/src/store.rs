@@ -184,6 +184,7 @@ impl ModelRow {
             access: Access { public: self.public, roles: decode_list(&self.allowed_roles) },
             tags,
             requests: self.requests,
+            installed: None,
             created_at: self.created_at,
             updated_at: self.updated_at,
             deleted_at: self.deleted_at,

@@ -11,7 +11,7 @@ use kit::Problem;
 use kit::api::Page;
 use kit::authn::{Authenticator, Identity};
 use kit::http::{Path, Query};
-use ollamanet_catalog::{Catalog, CatalogError, ListQuery, Model, TagCount, Visibility};
+use ollamanet_catalog::{Catalog, CatalogError, ListQuery, Model, Search, TagCount, Visibility};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -24,6 +24,8 @@ use crate::error::ExploreError;
 pub struct AppState {
     pub catalog: Arc<Catalog>,
     pub answers: Arc<Answers>,
+    /// The models some engine has (`None` until the inference service has said).
+    pub installed: Arc<arc_swap::ArcSwapOption<Vec<String>>>,
     pub authn: Arc<Authenticator>,
 }
 
@@ -103,6 +105,26 @@ fn list_query(q: &ListQuery) -> Result<ollamanet_catalog::Search, ExploreError> 
     Ok(q.search()?)
 }
 
+impl AppState {
+    /// A page of models for `search`, each marked installed or not; with `installed_only`, only
+    /// installed ones (none while the inference service has not reported).
+    async fn page(&self, viewer: &Viewer, mut search: Search, installed_only: bool) -> Result<Bytes, ExploreError> {
+        let installed = self.installed.load_full();
+        if installed_only {
+            search.installed = Some(installed.as_deref().cloned().unwrap_or_default());
+        }
+        let (mut items, next_cursor) = self.catalog.models(&viewer.0, &search).await?;
+        for m in &mut items {
+            mark_installed(m, installed.as_deref());
+        }
+        json(&Page { items, next_cursor })
+    }
+}
+
+fn mark_installed(model: &mut Model, installed: Option<&Vec<String>>) {
+    model.installed = installed.map(|names| names.binary_search(&model.name).is_ok());
+}
+
 /// Models: word search over name, description and tags; filters; three orders; keyset pages.
 #[utoipa::path(get, path = "/api/explore/models", tag = "explore", params(ListQuery), responses(
     (status = 200, description = "A page of models (without template, modelfile and license).", body = Page<Model>,
@@ -118,14 +140,9 @@ pub async fn models(
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ExploreError> {
     let search = list_query(&q)?;
-    let key = format!("models:{}:{search:?}", viewer.key());
-    let answer = s
-        .answers
-        .get_or_compute(&key, async || {
-            let (items, next_cursor) = s.catalog.models(&viewer.0, &search).await?;
-            json(&Page { items, next_cursor })
-        })
-        .await?;
+    let installed_only = q.installed.unwrap_or(false);
+    let key = format!("models:{}:{installed_only}:{search:?}", viewer.key());
+    let answer = s.answers.get_or_compute(&key, async || s.page(&viewer, search, installed_only).await).await?;
     Ok(respond(answer, &headers))
 }
 
@@ -148,7 +165,7 @@ pub async fn model(
     let answer = s
         .answers
         .get_or_compute(&key, async || {
-            let model = s.catalog.model(&name).await?;
+            let mut model = s.catalog.model(&name).await?;
             let visible = model.deleted_at.is_none()
                 && match &viewer.0 {
                     Visibility::All { .. } => true,
@@ -157,6 +174,7 @@ pub async fn model(
             if !visible {
                 return Err(CatalogError::NotFound("model").into());
             }
+            mark_installed(&mut model, s.installed.load().as_deref());
             json(&model)
         })
         .await?;
@@ -190,13 +208,13 @@ pub async fn tag_models(
 ) -> Result<Response, ExploreError> {
     let mut search = list_query(&q)?;
     search.tag_id = Some(id);
-    let key = format!("tag-models:{}:{search:?}", viewer.key());
+    let installed_only = q.installed.unwrap_or(false);
+    let key = format!("tag-models:{}:{installed_only}:{search:?}", viewer.key());
     let answer = s
         .answers
         .get_or_compute(&key, async || {
             s.catalog.tag(id).await?;
-            let (items, next_cursor) = s.catalog.models(&viewer.0, &search).await?;
-            json(&Page { items, next_cursor })
+            s.page(&viewer, search, installed_only).await
         })
         .await?;
     Ok(respond(answer, &headers))

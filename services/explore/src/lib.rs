@@ -11,6 +11,7 @@ mod http;
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
 use kit::bus::{EVENTS_EXCHANGE, Event, Handler, HandlerError, Message, Subscription};
 use kit::http::{Dependency, Readiness};
@@ -30,6 +31,7 @@ pub async fn start(ctx: &ServiceContext) -> Result<Explore, ExploreError> {
     let platform = &ctx.platform;
     let catalog = Arc::new(Catalog::open(platform).await?);
     let answers = Arc::new(cache::Answers::new(platform.cache.clone()));
+    let installed = Arc::new(ArcSwapOption::empty());
     // Broadcast: every instance moves its own generation on.
     platform
         .bus
@@ -38,8 +40,20 @@ pub async fn start(ctx: &ServiceContext) -> Result<Explore, ExploreError> {
             Arc::new(CatalogEvents(answers.clone())),
         )
         .await;
+    platform
+        .bus
+        .subscribe(
+            Subscription::broadcast(EVENTS_EXCHANGE, "explore.installed", &[ollamanet_catalog::MODELS_INSTALLED]),
+            Arc::new(InstalledEvents { answers: answers.clone(), installed: installed.clone() }),
+        )
+        .await;
+    // Inference instances report on their own every 30 s; asking makes a fresh instance know now.
+    let ask = Event::new(ollamanet_catalog::MODELS_WANTED, NAME, serde_json::Value::Null);
+    if let Err(e) = platform.bus.publish_event(&ask).await {
+        tracing::warn!(error = %e, "could not ask for the installed models; they come within 30 s");
+    }
     let readiness = Readiness::default().with(Dependency::Database(ollamanet_catalog::NAME, catalog.db().clone()));
-    let state = http::AppState { catalog, answers, authn: ctx.authn.clone() };
+    let state = http::AppState { catalog, answers, installed, authn: ctx.authn.clone() };
     let (router, openapi) = http::routes().split_for_parts();
     let router = kit::http::service_layers(router.with_state(state), NAME);
     Ok(Explore { handle: ServiceHandle { name: NAME, router, readiness, openapi } })
@@ -58,6 +72,25 @@ impl Handler for CatalogEvents {
     async fn handle(&self, msg: &Message) -> Result<(), HandlerError> {
         let (event, _) = Event::decode::<serde_json::Value>(msg)?;
         self.0.invalidate(event.id);
+        Ok(())
+    }
+}
+
+/// The models some engine has, as the inference service last reported them; a change makes
+/// earlier answers unreachable, like a catalog change.
+struct InstalledEvents {
+    answers: Arc<cache::Answers>,
+    installed: Arc<ArcSwapOption<Vec<String>>>,
+}
+
+#[async_trait]
+impl Handler for InstalledEvents {
+    async fn handle(&self, msg: &Message) -> Result<(), HandlerError> {
+        let (event, report) = Event::decode::<ollamanet_catalog::Installed>(msg)?;
+        if self.installed.load().as_deref() != Some(&report.models) {
+            self.installed.store(Some(Arc::new(report.models)));
+            self.answers.invalidate(event.id);
+        }
         Ok(())
     }
 }

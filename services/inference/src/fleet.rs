@@ -416,6 +416,61 @@ pub async fn remembered(cache: &Cache) -> Vec<String> {
     cache.get_json(KNOWN_URLS_KEY).await.unwrap_or_default()
 }
 
+/// Tells the catalog's readers which models the fleet has ([`ollamanet_catalog::MODELS_INSTALLED`]):
+/// whenever the set changes, when a reader asks ([`ollamanet_catalog::MODELS_WANTED`]), and every
+/// `again` in any case, until `stop`.
+pub async fn announce_installed(
+    fleet: Arc<Fleet>,
+    bus: kit::bus::Bus,
+    every: Duration,
+    again: Duration,
+    stop: CancellationToken,
+) {
+    let wanted = Arc::new(tokio::sync::Notify::new());
+    let subscription = kit::bus::Subscription::broadcast(
+        kit::bus::EVENTS_EXCHANGE,
+        "inference.models-wanted",
+        &[ollamanet_catalog::MODELS_WANTED],
+    );
+    bus.subscribe(subscription, Arc::new(Wanted(wanted.clone()))).await;
+    let mut last: Option<(Vec<String>, tokio::time::Instant)> = None;
+    let mut asked = false;
+    loop {
+        let mut models: Vec<String> =
+            fleet.models().into_keys().map(|m| ollamanet_catalog::normalize_name(&m).unwrap_or(m)).collect();
+        models.sort();
+        models.dedup();
+        let due = asked || last.as_ref().is_none_or(|(sent, at)| *sent != models || at.elapsed() >= again);
+        if due {
+            let event = kit::bus::Event::new(
+                ollamanet_catalog::MODELS_INSTALLED,
+                crate::NAME,
+                ollamanet_catalog::Installed { models: models.clone() },
+            );
+            match bus.publish_event(&event).await {
+                Ok(()) => last = Some((models, tokio::time::Instant::now())),
+                Err(e) => tracing::debug!(error = %e, "could not announce the installed models"),
+            }
+        }
+        asked = tokio::select! {
+            _ = tokio::time::sleep(every) => false,
+            _ = wanted.notified() => true,
+            _ = stop.cancelled() => return,
+        };
+    }
+}
+
+/// A reader asks for the installed models.
+struct Wanted(Arc<tokio::sync::Notify>);
+
+#[async_trait::async_trait]
+impl kit::bus::Handler for Wanted {
+    async fn handle(&self, _: &kit::bus::Message) -> Result<(), kit::bus::HandlerError> {
+        self.0.notify_one();
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,6 +38,9 @@ use crate::usage::UsageSink;
 
 pub const NAME: &str = "inference";
 
+/// How often the installed models are announced even when they have not changed.
+const INSTALLED_AGAIN: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub static MIGRATIONS: Migrations =
     Migrations { postgres: &sqlx::migrate!("migrations/postgres"), sqlite: &sqlx::migrate!("migrations/sqlite") };
 
@@ -84,6 +87,14 @@ pub async fn start(
             metrics::gauge!("inference_generations_running").set(running as f64);
             metrics::gauge!("inference_queue_depth").set(waiting as f64);
         },
+        ctx.shutdown.clone(),
+    ));
+
+    tokio::spawn(fleet::announce_installed(
+        fleet.clone(),
+        platform.bus.clone(),
+        config.probe_interval,
+        INSTALLED_AGAIN,
         ctx.shutdown.clone(),
     ));
 

@@ -1,10 +1,11 @@
 //! Authorisation through the gateway: roles, mass assignment, other users' data, forged
 //! identity headers.
 
+use kit::testing::TestInfra;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{Deployment, Mode, PASSWORD};
+use crate::helpers::{Deployment, Mode, PASSWORD, base_config};
 
 #[tokio::test]
 async fn a_user_cannot_reach_admin_routes_or_grant_themselves_roles() {
@@ -130,4 +131,48 @@ async fn api_keys_all_in_one() {
 #[tokio::test]
 async fn api_keys_split() {
     api_keys(Mode::Split).await;
+}
+
+/// A locked user's access token, API key and refresh token stop working on every service at once,
+/// whether the gateway shares a process (and cache) with auth or reaches it over the network.
+async fn a_lock_ends_access_at_once(d: Deployment) {
+    let admin = d.admin_token("root").await;
+    let carl = d.register("carl").await;
+    let token = carl["access_token"].as_str().unwrap();
+    let carl_id = carl["user"]["id"].as_str().unwrap();
+    let (_, key) = d.call(Method::POST, "/api/auth/keys", Some(token), Some(json!({"name": "cli"}))).await;
+    let key = key["key"].as_str().unwrap().to_owned();
+    for credential in [token, key.as_str()] {
+        // Cached as valid first, so that the lock must evict it.
+        assert_eq!(d.call(Method::GET, "/api/folders", Some(credential), None).await.0, StatusCode::OK);
+    }
+    let lock = format!("/api/admin/users/{carl_id}/lock");
+    let (status, body) = d.call(Method::POST, &lock, Some(&admin), Some(json!({"minutes": 60}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for credential in [token, key.as_str()] {
+        for path in ["/api/auth/me", "/api/folders", "/api/conversations"] {
+            let (status, body) = d.call(Method::GET, path, Some(credential), None).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path} after the lock: {body}");
+        }
+    }
+    let (status, body) =
+        d.call(Method::POST, "/api/auth/login", None, Some(json!({"login": "carl", "password": PASSWORD}))).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::FORBIDDEN, Some("account_locked")), "{body}");
+    let unlock = format!("/api/admin/users/{carl_id}/unlock");
+    assert_eq!(d.call(Method::POST, &unlock, Some(&admin), None).await.0, StatusCode::OK);
+    let (status, _) =
+        d.call(Method::POST, "/api/auth/login", None, Some(json!({"login": "carl", "password": PASSWORD}))).await;
+    assert_eq!(status, StatusCode::OK, "an unlocked user signs in again");
+}
+
+#[tokio::test]
+async fn a_lock_ends_access_at_once_all_in_one() {
+    a_lock_ends_access_at_once(Deployment::start(Mode::AllInOne).await).await;
+}
+
+#[tokio::test]
+async fn a_lock_ends_access_at_once_with_services_apart() {
+    let infra = TestInfra::new().await;
+    let config = base_config(&infra);
+    a_lock_ends_access_at_once(Deployment::apart(infra, config, &["auth", "inference", "conversation"]).await).await;
 }

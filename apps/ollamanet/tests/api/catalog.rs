@@ -343,3 +343,81 @@ async fn an_admin_edit_reaches_explore_in_another_process_on_the_next_request() 
         assert_eq!(status, StatusCode::OK, "{body}");
     }
 }
+
+/// Usage records become statistics per day, user and model, and the catalog's "most used" order.
+#[tokio::test]
+async fn usage_is_summed_per_day_user_and_model_and_orders_the_catalog() {
+    let node = FakeOllama::start("usage", &["counted", "other"]).await;
+    let d = platform_on(&[&node], |_| {}).await;
+    let admin = d.admin_token("root").await;
+    let user = d.register("ulla").await;
+    let (token, user_id) = (user["access_token"].as_str().unwrap(), user["user"]["id"].as_str().unwrap());
+    for name in ["counted", "other"] {
+        create_model(&d, &admin, json!({"name": name})).await;
+    }
+    for model in ["other", "counted", "other"] {
+        let chat = json!({"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": false});
+        let (status, body) = d.call(Method::POST, "/ollama/api/chat", Some(token), Some(chat)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let today = time::OffsetDateTime::now_utc().date().to_string();
+    let path = format!("/api/admin/usage?user_id={user_id}&from={today}&to={today}");
+    eventually("the usage rows", async || {
+        let (_, page) = d.call(Method::GET, &path, Some(&admin), None).await;
+        page["items"]
+            .as_array()
+            .is_some_and(|rows| rows.iter().map(|r| r["requests"].as_i64().unwrap()).sum::<i64>() == 3)
+    })
+    .await;
+    let (_, page) = d.call(Method::GET, &path, Some(&admin), None).await;
+    let other = page["items"].as_array().unwrap().iter().find(|r| r["model"] == "other:latest").unwrap().clone();
+    assert_eq!(other["requests"], 2, "{page}");
+    // The fake engine reports 7 prompt and 3 generated tokens per chat.
+    assert_eq!((other["prompt_tokens"].as_i64(), other["eval_tokens"].as_i64()), (Some(14), Some(6)), "{page}");
+    let (status, body) = d.call(Method::GET, "/api/admin/usage?from=yesterday", Some(&admin), None).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_query")));
+
+    eventually("the catalog's use counts", async || {
+        let (_, page) = d.call(Method::GET, "/api/admin/models?sort=most_used", Some(&admin), None).await;
+        // By name "counted" would come first.
+        names(&page) == ["other:latest", "counted:latest"] && page["items"][0]["requests"] == 2
+    })
+    .await;
+}
+
+/// Explore knows which catalog models some engine has, from the inference service's reports.
+#[tokio::test]
+async fn explore_tells_which_models_an_engine_has() {
+    let node = FakeOllama::start("stock", &["present"]).await;
+    let d = platform_on(&[&node], |_| {}).await;
+    let admin = d.admin_token("root").await;
+    for name in ["present", "absent"] {
+        create_model(&d, &admin, json!({"name": name})).await;
+    }
+    eventually("explore's installed filter", async || {
+        names(&explore(&d, None, "?installed=true").await) == ["present:latest"]
+    })
+    .await;
+    let all = explore(&d, None, "").await;
+    let flags: Vec<(&str, bool)> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["name"].as_str().unwrap(), m["installed"] == true))
+        .collect();
+    assert_eq!(flags, [("absent:latest", false), ("present:latest", true)]);
+    let (_, present) = d.call(Method::GET, "/api/explore/models/present", None, None).await;
+    assert_eq!(present["installed"], true);
+
+    // A model pulled onto the engine shows as installed without any catalog change.
+    let (_, nodes) = d.call(Method::GET, "/api/admin/engines", Some(&admin), None).await;
+    let pull = format!("/api/admin/engines/{}/pull", nodes["items"][0]["id"].as_str().unwrap());
+    let (status, body) = d.call(Method::POST, &pull, Some(&admin), Some(json!({"model": "absent"}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    eventually("the pulled model shown as installed", async || {
+        names(&explore(&d, None, "?installed=true").await) == ["absent:latest", "present:latest"]
+    })
+    .await;
+    let (status, body) = d.call(Method::GET, "/api/admin/models?installed=true", Some(&admin), None).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_query")));
+}

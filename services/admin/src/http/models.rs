@@ -57,6 +57,9 @@ pub async fn list(
     _: AdminCaller,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Page<Model>>, AdminError> {
+    if q.installed.is_some() {
+        return Err(AdminError::BadRequest("invalid_query", "`installed` is explore's filter".into()));
+    }
     let visibility = Visibility::All { deleted: q.deleted.unwrap_or(false) };
     let (items, next_cursor) = s.catalog.models(&visibility, &q.search()?).await?;
     Ok(Json(Page { items, next_cursor }))
