@@ -286,6 +286,19 @@ async fn a_restricted_model_is_refused_on_every_path_to_users_without_its_role()
         let (status, body) = d.call(Method::POST, "/v1/chat/completions", Some(token), Some(v1("locked"))).await;
         assert_eq!(status, expected, "openai face: {body}");
     }
+    // Listings leave it out for them too.
+    for (token, expected) in [(&user, vec!["open:latest"]), (&admin, vec!["locked:latest", "open:latest"])] {
+        let (_, tags) = d.call(Method::GET, "/ollama/api/tags", Some(token), None).await;
+        let mut listed: Vec<&str> =
+            tags["models"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+        listed.sort();
+        assert_eq!(listed, expected, "/ollama/api/tags");
+        let (_, models) = d.call(Method::GET, "/v1/models", Some(token), None).await;
+        let mut listed: Vec<&str> =
+            models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+        listed.sort();
+        assert_eq!(listed, expected, "/v1/models");
+    }
     // A model the catalog does not describe stays open to signed-in users.
     let (status, body) = d.call(Method::POST, "/ollama/api/chat", Some(&user), Some(chat("open"))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
