@@ -5,7 +5,7 @@ use kit::testing::TestInfra;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{Deployment, Mode, PASSWORD, base_config};
+use crate::helpers::{Deployment, Mode, PASSWORD, base_config, eventually};
 
 #[tokio::test]
 async fn a_user_cannot_reach_admin_routes_or_grant_themselves_roles() {
@@ -175,4 +175,37 @@ async fn a_lock_ends_access_at_once_with_services_apart() {
     let infra = TestInfra::new().await;
     let config = base_config(&infra);
     a_lock_ends_access_at_once(Deployment::apart(infra, config, &["auth", "inference", "conversation"]).await).await;
+}
+
+/// Purging a user (after a soft delete) removes their conversations too: the auth service
+/// publishes `user.deleted`, the conversation service deletes what it holds of theirs.
+#[tokio::test]
+async fn a_purged_user_takes_their_conversations_with_them() {
+    let d = Deployment::start(Mode::AllInOne).await;
+    let admin = d.admin_token("root").await;
+    let dora = d.register("dora").await;
+    let (token, dora_id) = (dora["access_token"].as_str().unwrap(), dora["user"]["id"].as_str().unwrap());
+    let kept = d.user_token("kept").await;
+    for t in [token, kept.as_str()] {
+        let (status, body) = d.call(Method::POST, "/api/conversations", Some(t), Some(json!({"model": "m"}))).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let platform = kit::config::Platform::new(d.config.infra.clone(), "test-purge").unwrap();
+    let db = platform.database("conversation", &ollamanet_conversation::MIGRATIONS).await.unwrap();
+    let owner = uuid::Uuid::parse_str(dora_id).unwrap();
+    let count = async |owner: Option<uuid::Uuid>| -> i64 {
+        let sql = "SELECT COUNT(*) FROM conversations WHERE $1 IS NULL OR owner_id = $1";
+        kit::with_db!(&db, |pool| sqlx::query_scalar(sql).bind(owner).fetch_one(pool).await.unwrap())
+    };
+    assert_eq!((count(Some(owner)).await, count(None).await), (1, 2));
+
+    let user = format!("/api/admin/users/{dora_id}");
+    let (status, body) = d.call(Method::POST, &format!("{user}/purge"), Some(&admin), None).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("user_not_deleted")), "{body}");
+    assert_eq!(d.call(Method::DELETE, &user, Some(&admin), None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(count(Some(owner)).await, 1, "a soft-deleted user's data is kept until the purge");
+    assert_eq!(d.call(Method::POST, &format!("{user}/purge"), Some(&admin), None).await.0, StatusCode::NO_CONTENT);
+    eventually("the purged user's conversations gone", async || count(Some(owner)).await == 0).await;
+    assert_eq!(count(None).await, 1, "other users' conversations stay");
+    assert_eq!(d.call(Method::GET, &user, Some(&admin), None).await.0, StatusCode::NOT_FOUND);
 }
