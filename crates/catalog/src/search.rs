@@ -130,7 +130,28 @@ impl Cursor {
 }
 
 /// `FROM`-able rows of the JSON array parameter `$n`, as `alias.value`.
-fn rows_of(backend: Backend, n: u8, alias: &str) -> String {
+/// Whether model `m` is visible: to everyone when `$all`, else when public or allowed to one of
+/// the roles in the JSON array `$roles` (see [`Visibility::params`]).
+pub(crate) fn visible_sql(backend: Backend, all: u8, roles: u8) -> String {
+    format!(
+        "(${all} OR m.public OR EXISTS (SELECT 1 FROM {} WHERE m.allowed_roles LIKE '%|' || r.value || '|%' ESCAPE '\\'))",
+        rows_of(backend, roles, "r")
+    )
+}
+
+impl Visibility {
+    /// The parameters of [`visible_sql`]: whether everything is visible, and the roles as a JSON
+    /// array of `LIKE` literals.
+    pub(crate) fn params(&self) -> (bool, String) {
+        let roles: Vec<String> = match self {
+            Visibility::All { .. } => Vec::new(),
+            Visibility::Roles(roles) => roles.iter().map(|r| like_literal(r)).collect(),
+        };
+        (matches!(self, Visibility::All { .. }), serde_json::to_string(&roles).unwrap_or_else(|_| "[]".into()))
+    }
+}
+
+pub(crate) fn rows_of(backend: Backend, n: u8, alias: &str) -> String {
     match backend {
         Backend::Sqlite => format!("json_each(${n}) {alias}"),
         Backend::Postgres => format!("jsonb_array_elements_text(${n}::jsonb) {alias}(value)"),
@@ -151,7 +172,7 @@ fn list_sql(backend: Backend, sort: Sort) -> String {
     format!(
         "SELECT {columns} FROM catalog_models m \
          WHERE ($1 OR m.deleted_at IS NULL) \
-           AND ($2 OR m.public OR EXISTS (SELECT 1 FROM {roles} WHERE m.allowed_roles LIKE '%|' || r.value || '|%' ESCAPE '\\')) \
+           AND {visible} \
            AND NOT EXISTS (SELECT 1 FROM {words} WHERE m.search_text NOT LIKE '% ' || w.value || '%') \
            AND NOT EXISTS (SELECT 1 FROM {tags} WHERE m.tag_names NOT LIKE '%|' || t.value || '|%' ESCAPE '\\') \
            AND NOT EXISTS (SELECT 1 FROM {caps} WHERE m.capabilities NOT LIKE '%|' || c.value || '|%' ESCAPE '\\') \
@@ -163,7 +184,7 @@ fn list_sql(backend: Backend, sort: Sort) -> String {
            AND {after} \
          ORDER BY {order} LIMIT $11",
         columns = model_columns!(),
-        roles = rows_of(backend, 3, "r"),
+        visible = visible_sql(backend, 2, 3),
         words = rows_of(backend, 4, "w"),
         tags = rows_of(backend, 5, "t"),
         caps = rows_of(backend, 6, "c"),
@@ -180,10 +201,8 @@ impl Catalog {
         search: &Search,
     ) -> Result<(Vec<Model>, Option<String>), CatalogError> {
         let cursor = search.cursor.as_deref().map(|c| Cursor::decode(c, search.sort)).transpose()?;
-        let (all, deleted, roles) = match visibility {
-            Visibility::All { deleted } => (true, *deleted, Vec::new()),
-            Visibility::Roles(roles) => (false, false, roles.iter().map(|r| like_literal(r)).collect()),
-        };
+        let deleted = matches!(visibility, Visibility::All { deleted: true });
+        let (all, roles) = visibility.params();
         let json = |items: Vec<String>| serde_json::to_string(&items).unwrap_or_else(|_| "[]".into());
         let tags = search.tags.iter().map(|t| like_literal(&t.to_lowercase())).collect();
         let caps = search.capabilities.iter().map(|c| like_literal(&c.to_lowercase())).collect();
@@ -192,7 +211,7 @@ impl Catalog {
             let query = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(deleted)
                 .bind(all)
-                .bind(json(roles))
+                .bind(roles)
                 .bind(json(search.words.clone()))
                 .bind(json(tags))
                 .bind(json(caps))

@@ -10,7 +10,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::error::CatalogError;
-use crate::search::Visibility;
+use crate::search::{Visibility, visible_sql};
 use crate::store::{announce, refresh_derived};
 use crate::{Catalog, NAME, TAG_CHANGED, TagChanged};
 
@@ -58,23 +58,14 @@ fn tag_conflict(e: sqlx::Error) -> CatalogError {
 impl Catalog {
     /// Every tag, by name, with the number of models `visibility` sees that carry it.
     pub async fn tags(&self, visibility: &Visibility) -> Result<Vec<TagCount>, CatalogError> {
-        let roles_of = match self.db.backend() {
-            kit::db::Backend::Sqlite => "json_each($2) r",
-            kit::db::Backend::Postgres => "jsonb_array_elements_text($2::jsonb) r(value)",
-        };
         let sql = format!(
             "SELECT t.id, t.name, COUNT(m.name) AS models FROM catalog_tags t \
              LEFT JOIN catalog_model_tags mt ON mt.tag_id = t.id \
-             LEFT JOIN catalog_models m ON m.name = mt.model AND m.deleted_at IS NULL \
-               AND ($1 OR m.public OR EXISTS (SELECT 1 FROM {roles_of} \
-                    WHERE m.allowed_roles LIKE '%|' || r.value || '|%' ESCAPE '\\')) \
-             GROUP BY t.id, t.name, t.name_key ORDER BY t.name_key"
+             LEFT JOIN catalog_models m ON m.name = mt.model AND m.deleted_at IS NULL AND {} \
+             GROUP BY t.id, t.name, t.name_key ORDER BY t.name_key",
+            visible_sql(self.db.backend(), 1, 2)
         );
-        let (all, roles) = match visibility {
-            Visibility::All { .. } => (true, Vec::new()),
-            Visibility::Roles(roles) => (false, roles.clone()),
-        };
-        let roles = serde_json::to_string(&roles).unwrap_or_else(|_| "[]".into());
+        let (all, roles) = visibility.params();
         Ok(with_db!(&self.db, |pool| sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(all)
             .bind(&roles)
