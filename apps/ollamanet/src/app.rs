@@ -30,10 +30,11 @@ pub enum Service {
     Conversation,
     Inference,
     Engine,
+    Web,
 }
 
 impl Service {
-    pub const ALL: [Service; 7] = [
+    pub const ALL: [Service; 8] = [
         Service::Gateway,
         Service::Auth,
         Service::Admin,
@@ -41,6 +42,7 @@ impl Service {
         Service::Conversation,
         Service::Inference,
         Service::Engine,
+        Service::Web,
     ];
 
     pub fn name(self) -> &'static str {
@@ -52,6 +54,7 @@ impl Service {
             Service::Conversation => "conversation",
             Service::Inference => "inference",
             Service::Engine => "engine",
+            Service::Web => "web",
         }
     }
 }
@@ -213,6 +216,20 @@ impl App {
                 .await
                 .context("starting the conversation service")?;
             handles.push(conversation.handle);
+        }
+
+        if let Some(ctx) = ctx.as_ref().filter(|_| services.contains(&Service::Web)) {
+            let local =
+                |name: &str| handles.iter().find(|h| h.name == name).map(|h| Upstream::in_process(h.router.clone()));
+            let auth = match local(ollamanet_auth::NAME) {
+                Some(auth) => auth,
+                None => remote("auth")?.context("the web service needs the auth service: set upstreams.auth")?,
+            };
+            let conversation = match local(ollamanet_conversation::NAME) {
+                Some(c) => Some(c),
+                None => remote("conversation")?,
+            };
+            handles.push(ollamanet_web::start(ctx, &config.web, auth, conversation).handle);
         }
 
         let mut readiness = Readiness::default()

@@ -36,6 +36,7 @@ pub struct AppConfig {
     pub inference: InferenceConfig,
     pub engine: EngineConfig,
     pub conversation: ConversationConfig,
+    pub web: ollamanet_web::WebConfig,
 }
 
 impl Default for AppConfig {
@@ -50,6 +51,7 @@ impl Default for AppConfig {
             inference: InferenceConfig::default(),
             engine: EngineConfig::default(),
             conversation: ConversationConfig::default(),
+            web: ollamanet_web::WebConfig::default(),
         }
     }
 }

@@ -20,6 +20,18 @@ use crate::db::Db;
 use crate::problem::{FieldError, Problem};
 
 /// Adds the layers every service router needs. `service` labels the metrics.
+/// The value of the cookie `name` in a request's `Cookie` headers.
+pub fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
 pub fn service_layers(router: Router, service: &'static str) -> Router {
     let router = router
         .route_layer(middleware::from_fn(move |req: Request, next: Next| track(service, req, next)))
@@ -342,5 +354,23 @@ where
             .await
             .map(|axum::extract::Path(v)| Path(v))
             .map_err(|_| Problem::not_found("resource"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::header::COOKIE;
+    use axum::http::{HeaderMap, HeaderValue};
+
+    use super::cookie;
+
+    #[test]
+    fn cookies_are_found_by_exact_name_in_every_cookie_header() {
+        let mut headers = HeaderMap::new();
+        headers.append(COOKIE, HeaderValue::from_static("a=1; session_x=2"));
+        headers.append(COOKIE, HeaderValue::from_static("session=3"));
+        assert_eq!(cookie(&headers, "session"), Some("3"));
+        assert_eq!(cookie(&headers, "a"), Some("1"));
+        assert_eq!(cookie(&headers, "b"), None);
     }
 }

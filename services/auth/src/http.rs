@@ -49,16 +49,7 @@ fn refresh_cookie(value: &str, max_age: u64, secure: bool) -> HeaderValue {
 
 /// The refresh token from the body, or else from the cookie.
 fn refresh_token<'a>(body: Option<&'a str>, headers: &'a HeaderMap) -> Option<&'a str> {
-    body.or_else(|| {
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(name, _)| *name == REFRESH_COOKIE)
-            .map(|(_, value)| value)
-    })
+    body.or_else(|| kit::http::cookie(headers, REFRESH_COOKIE))
 }
 
 /// Token responses set the refresh cookie and must never be cached (RFC 6749 §5.1).

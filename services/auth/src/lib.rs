@@ -28,7 +28,7 @@ pub use error::AuthError;
 pub use mail::{LogMailer, MailError, Mailer, RecordingMailer, SentMail, SmtpMailer};
 pub use service::NewUser;
 
-const NAME: &str = "auth";
+pub const NAME: &str = "auth";
 
 pub static MIGRATIONS: kit::db::Migrations = kit::db::Migrations {
     postgres: &sqlx::migrate!("migrations/postgres"),

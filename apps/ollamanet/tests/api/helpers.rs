@@ -56,6 +56,7 @@ impl Drop for Deployment {
 pub fn base_config(infra: &TestInfra) -> AppConfig {
     let mut config = AppConfig { listen: "127.0.0.1:0".into(), infra: infra.config.clone(), ..AppConfig::default() };
     config.auth.refresh_cookie_secure = false;
+    config.web.secure_cookies = false;
     config.gateway.rate_limits.anonymous.per_minute = 100_000;
     config.gateway.rate_limits.anonymous.burst = 10_000;
     config.gateway.rate_limits.authenticated.per_minute = 100_000;

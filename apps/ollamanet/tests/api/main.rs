@@ -22,3 +22,4 @@ mod ratelimit;
 mod resilience;
 mod role_matrix;
 mod story;
+mod web;

@@ -49,11 +49,12 @@ async fn ops_endpoints_split() {
 }
 
 #[tokio::test]
-async fn the_root_leads_to_the_documentation() {
+async fn the_root_is_the_web_application_and_the_documentation_stays_at_docs() {
     let d = Deployment::start(Mode::AllInOne).await;
     kit::tls::install_crypto_provider();
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let res = client.get(d.at("/")).send().await.unwrap();
-    assert_eq!(res.status(), StatusCode::TEMPORARY_REDIRECT);
-    assert_eq!(res.headers()["location"], "/docs/");
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "a visitor who is not signed in is sent to sign in");
+    assert_eq!(res.headers()["location"], "/login");
+    assert_eq!(client.get(d.at("/docs/")).send().await.unwrap().status(), StatusCode::OK);
 }

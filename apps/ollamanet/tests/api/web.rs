@@ -1,0 +1,222 @@
+//! The web application's pages through the gateway: forms with CSRF tokens, a session in
+//! HttpOnly cookies that is renewed, ended, and taken away by an admin's lock; escaped output.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kit::testing::TestInfra;
+use reqwest::{Method, StatusCode, header};
+use serde_json::json;
+
+use crate::helpers::{Deployment, Mode, PASSWORD, base_config};
+
+/// A browser: its cookies, sent back as a browser would, and no redirect following, so that
+/// each answer can be looked at.
+struct Browser<'a> {
+    d: &'a Deployment,
+    client: reqwest::Client,
+    cookies: BTreeMap<String, String>,
+    /// The `Set-Cookie` lines of the last answer.
+    last_set: Vec<String>,
+}
+
+impl<'a> Browser<'a> {
+    fn new(d: &'a Deployment) -> Self {
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Self { d, client, cookies: BTreeMap::new(), last_set: Vec::new() }
+    }
+
+    async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        form: Option<&[(&str, &str)]>,
+    ) -> (StatusCode, String, String) {
+        let mut req = self.client.request(method, self.d.at(path));
+        let jar: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        if !jar.is_empty() {
+            req = req.header(header::COOKIE, jar.join("; "));
+        }
+        if let Some(form) = form {
+            req = req.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(urlencoded(form));
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let location = res.headers().get(header::LOCATION).map(|l| l.to_str().unwrap().to_owned()).unwrap_or_default();
+        self.last_set =
+            res.headers().get_all(header::SET_COOKIE).iter().map(|c| c.to_str().unwrap().to_owned()).collect();
+        for line in &self.last_set {
+            let (pair, attributes) = line.split_once(';').unwrap_or((line, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            if attributes.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        let body = res.text().await.unwrap();
+        (status, location, body)
+    }
+
+    async fn get(&mut self, path: &str) -> (StatusCode, String, String) {
+        self.send(Method::GET, path, None).await
+    }
+
+    /// Posts a form with the page's CSRF token.
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> (StatusCode, String, String) {
+        let csrf = self.cookies.get("ollamanet_csrf").cloned().expect("a CSRF cookie: get a page first");
+        let mut form = fields.to_vec();
+        form.push(("csrf", &csrf));
+        self.send(Method::POST, path, Some(&form)).await
+    }
+
+    fn set_cookie(&self, name: &str) -> &str {
+        self.last_set.iter().find(|c| c.starts_with(&format!("{name}="))).map(String::as_str).unwrap_or_default()
+    }
+}
+
+/// A form body as a browser sends it.
+fn urlencoded(fields: &[(&str, &str)]) -> String {
+    let encode = |s: &str| -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                b' ' => "+".to_owned(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    fields.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&")
+}
+
+#[tokio::test]
+async fn a_visitor_registers_signs_out_and_signs_in_again() {
+    let d = Deployment::start(Mode::AllInOne).await;
+    let mut b = Browser::new(&d);
+    let (status, location, page) = b.get("/").await;
+    assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/login"), "signed out: {page}");
+    let csrf = b.set_cookie("ollamanet_csrf").to_owned();
+    assert!(csrf.contains("HttpOnly") && csrf.contains("SameSite=Strict"), "{csrf}");
+    let (status, _, page) = b.get("/register").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(&format!("value=\"{}\"", b.cookies["ollamanet_csrf"])), "the form repeats the token");
+
+    let (status, location, body) =
+        b.post("/register", &[("username", "webby"), ("email", "webby@example.com"), ("password", PASSWORD)]).await;
+    assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/"), "{body}");
+    for name in ["ollamanet_access", "ollamanet_session"] {
+        let line = b.set_cookie(name);
+        assert!(line.contains("HttpOnly") && line.contains("SameSite=Lax") && line.contains("Path=/"), "{line}");
+    }
+    let (status, _, home) = b.get("/").await;
+    assert_eq!(status, StatusCode::OK, "{home}");
+    assert!(home.contains("Hello, webby") && home.contains("No conversations yet"), "{home}");
+
+    // The start page lists the user's conversations, read from the conversation service as them.
+    let token =
+        d.call(Method::POST, "/api/auth/login", None, Some(json!({"login": "webby", "password": PASSWORD}))).await.1;
+    let token = token["access_token"].as_str().unwrap().to_owned();
+    let (status, _) = d
+        .call(
+            Method::POST,
+            "/api/conversations",
+            Some(&token),
+            Some(json!({"model": "m", "title": "Plans for <b>May</b>"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, _, home) = b.get("/").await;
+    assert!(
+        home.contains("Plans for &#60;b&#62;May&#60;/b&#62;") || home.contains("Plans for &lt;b&gt;May&lt;/b&gt;"),
+        "escaped: {home}"
+    );
+
+    let (status, location, _) = b.post("/logout", &[]).await;
+    assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/login"));
+    assert!(!b.cookies.contains_key("ollamanet_session"), "the session's cookies are cleared");
+    assert_eq!(b.get("/").await.0, StatusCode::SEE_OTHER);
+
+    let (status, _, page) = b.post("/login", &[("login", "webby"), ("password", "wrong password here")]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(page.contains("That name or password is not right.") && page.contains("value=\"webby\""), "{page}");
+    let (status, location, _) = b.post("/login", &[("login", "webby@example.com"), ("password", PASSWORD)]).await;
+    assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/"));
+    assert_eq!(b.get("/").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn forms_without_the_sessions_token_are_refused() {
+    let d = Deployment::start(Mode::AllInOne).await;
+    let mut b = Browser::new(&d);
+    b.get("/login").await;
+    // Another site's form: the browser sends no Strict cookie, or the field is not the cookie's.
+    let forged = [("login", "x"), ("password", "y"), ("csrf", "A".repeat(43).leak() as &str)];
+    let (status, _, page) = b.send(Method::POST, "/login", Some(&forged)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
+    assert!(page.contains("Form expired"), "{page}");
+    let mut stranger = Browser::new(&d);
+    let forged_registration = [
+        ("username", "x"),
+        ("email", "x@example.com"),
+        ("password", PASSWORD),
+        ("csrf", "A".repeat(43).leak() as &str),
+    ];
+    let (status, _, _) = stranger.send(Method::POST, "/register", Some(&forged_registration)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "no CSRF cookie at all");
+    let (status, _, _) = b.send(Method::POST, "/logout", Some(&[("csrf", "")])).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn pages_escape_what_visitors_type_and_forbid_foreign_scripts() {
+    let d = Deployment::start(Mode::AllInOne).await;
+    let mut b = Browser::new(&d);
+    let res = d.client.get(d.at("/login")).send().await.unwrap();
+    let csp = res.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap().to_owned();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(res.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    b.get("/login").await;
+    let attack = "\"><script>alert(1)</script><a href=\"javascript:alert(2)\">";
+    let (_, _, page) = b.post("/login", &[("login", attack), ("password", "whatever it is")]).await;
+    assert!(!page.contains("<script>alert(1)</script>") && !page.contains("href=\"javascript:"), "{page}");
+}
+
+#[tokio::test]
+async fn a_locked_users_page_signs_them_out_on_their_next_action() {
+    let d = Deployment::start(Mode::AllInOne).await;
+    let admin = d.admin_token("root").await;
+    let mut b = Browser::new(&d);
+    b.get("/register").await;
+    b.post("/register", &[("username", "lockee"), ("email", "lockee@example.com"), ("password", PASSWORD)]).await;
+    assert_eq!(b.get("/").await.0, StatusCode::OK);
+    let (_, users) = d.call(Method::GET, "/api/admin/users?q=lockee", Some(&admin), None).await;
+    let id = users["items"][0]["id"].as_str().unwrap().to_owned();
+    let (status, _) =
+        d.call(Method::POST, &format!("/api/admin/users/{id}/lock"), Some(&admin), Some(json!({"minutes": 30}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, location, _) = b.get("/").await;
+    assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/login"));
+    assert!(!b.cookies.contains_key("ollamanet_session") && !b.cookies.contains_key("ollamanet_access"));
+    let (status, _, page) = b.post("/login", &[("login", "lockee"), ("password", PASSWORD)]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(page.contains("This account is locked"), "{page}");
+}
+
+#[tokio::test]
+async fn an_expired_access_token_is_renewed_from_the_session() {
+    let infra = TestInfra::new().await;
+    let mut config = base_config(&infra);
+    config.auth.access_token_ttl = Duration::from_secs(1);
+    let d = Deployment::start_with(Mode::AllInOne, infra, config).await;
+    let mut b = Browser::new(&d);
+    b.get("/register").await;
+    b.post("/register", &[("username", "renewed"), ("email", "renewed@example.com"), ("password", PASSWORD)]).await;
+    let first = b.cookies["ollamanet_access"].clone();
+    // The access cookie's Max-Age (the token's life) has passed: the browser no longer sends it.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    b.cookies.remove("ollamanet_access");
+    let (status, _, page) = b.get("/").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_ne!(b.cookies["ollamanet_access"], first, "a new access token");
+    assert!(b.set_cookie("ollamanet_session").contains("HttpOnly"), "and a new refresh token (rotation)");
+}

@@ -1,0 +1,48 @@
+//! What can go wrong on a page, and the page each is.
+
+use askama::Template;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    /// The form came without the session's CSRF token (a forged cross-site post, or a stale page).
+    #[error("this form has expired; reload the page and try again")]
+    Csrf,
+    #[error("{0} is not reachable right now; try again shortly")]
+    Unavailable(&'static str),
+    #[error("something went wrong on our side")]
+    Internal(String),
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    title: &'a str,
+    message: String,
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        let (status, title) = match &self {
+            WebError::Csrf => (StatusCode::FORBIDDEN, "Form expired"),
+            WebError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "Unavailable"),
+            WebError::Internal(e) => {
+                tracing::error!(error = %e, "page failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, "Error")
+            }
+        };
+        (status, render(&ErrorPage { title, message: self.to_string() })).into_response()
+    }
+}
+
+/// A page as HTML; a template that fails to render (a bug) is a plain 500.
+pub fn render(page: &impl Template) -> Response {
+    match page.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "template failed to render");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! The web application: server-rendered pages (askama) for the platform's users, with a session
+//! in HttpOnly cookies and CSRF-protected forms (see `session.rs`). It calls the other services
+//! as the signed-in user, like any client. See `docs/web.md`.
+
+mod auth;
+mod config;
+mod error;
+mod pages;
+mod services;
+mod session;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::routing::get;
+use kit::authn::Authenticator;
+use kit::http::Readiness;
+use kit::service::{ServiceContext, ServiceHandle};
+use kit::upstream::Upstream;
+
+pub use config::WebConfig;
+
+pub const NAME: &str = "web";
+
+#[derive(Clone)]
+pub struct AppState {
+    authn: Arc<Authenticator>,
+    auth: auth::AuthClient,
+    conversations: services::Conversations,
+    secure_cookies: bool,
+}
+
+pub struct Web {
+    pub handle: ServiceHandle,
+}
+
+/// Starts the service. `auth` reaches the auth service; `conversation` the conversation service,
+/// when the deployment has one.
+pub fn start(ctx: &ServiceContext, config: &WebConfig, auth: Upstream, conversation: Option<Upstream>) -> Web {
+    let state = AppState {
+        authn: ctx.authn.clone(),
+        auth: auth::AuthClient(auth),
+        conversations: services::Conversations(conversation),
+        secure_cookies: config.secure_cookies,
+    };
+    let router = Router::new()
+        .route("/", get(pages::home))
+        .route("/login", get(pages::login_page).post(pages::login))
+        .route("/register", get(pages::register_page).post(pages::register))
+        .route("/logout", axum::routing::post(pages::logout))
+        .route("/forgot", get(pages::forgot_page).post(pages::forgot))
+        .route("/reset", get(pages::reset_page).post(pages::reset))
+        .route("/static/app.css", get(pages::style))
+        .with_state(state)
+        .layer(axum::middleware::map_response(security_headers));
+    let router = kit::http::service_layers(router, NAME);
+    // Pages are not an API: the service adds nothing to the OpenAPI document.
+    let openapi = utoipa::openapi::OpenApiBuilder::new().build();
+    Web { handle: ServiceHandle { name: NAME, router, readiness: Readiness::default(), openapi } }
+}
+
+/// What every page tells the browser: run only this site's scripts and styles, never be framed,
+/// do not guess content types, keep the address to this site.
+async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
+    let headers = response.headers_mut();
+    let csp = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; \
+               connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'";
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    headers.insert(HeaderName::from_static("cross-origin-opener-policy"), HeaderValue::from_static("same-origin"));
+    response
+}

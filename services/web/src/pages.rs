@@ -1,0 +1,272 @@
+//! The pages: signing in and out, registering, resetting a password, and the signed-in home.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::auth::{Outcome, Refusal};
+use crate::error::{WebError, render};
+use crate::session::{SESSION_COOKIE, Visitor};
+
+const STYLE: &str = include_str!("../static/app.css");
+
+/// Where a signed-out visitor of a page that needs a session goes.
+fn to_login() -> Response {
+    Redirect::to("/login").into_response()
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    csrf: &'a str,
+    login: &'a str,
+    error: Option<String>,
+    notice: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    csrf: String,
+    login: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+pub struct Notice {
+    #[serde(default)]
+    reset: bool,
+}
+
+pub async fn login_page(visitor: Visitor, Query(q): Query<Notice>) -> Response {
+    if visitor.identity.is_some() {
+        return visitor.respond(Redirect::to("/"));
+    }
+    let notice = q.reset.then_some("Your password is changed. Sign in with the new one.");
+    let page = render(&LoginPage { csrf: &visitor.csrf, login: "", error: None, notice });
+    visitor.respond(page)
+}
+
+pub async fn login(State(s): State<AppState>, mut visitor: Visitor, Form(form): Form<LoginForm>) -> Response {
+    if let Err(e) = visitor.check_csrf(&form.csrf) {
+        return visitor.respond(e);
+    }
+    match s.auth.login(form.login.trim(), &form.password).await {
+        Ok(Outcome::Done(tokens)) => {
+            visitor.sign_in(&tokens);
+            visitor.respond(Redirect::to("/"))
+        }
+        Ok(Outcome::Refused(refusal)) => {
+            let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::UNAUTHORIZED);
+            let error = Some(login_refusal(&refusal));
+            let page = render(&LoginPage { csrf: &visitor.csrf, login: form.login.trim(), error, notice: None });
+            visitor.respond((status, page))
+        }
+        Err(e) => visitor.respond(e),
+    }
+}
+
+fn login_refusal(r: &Refusal) -> String {
+    match r.code.as_str() {
+        "invalid_credentials" => "That name or password is not right.".to_owned(),
+        "account_locked" => "This account is locked. Try again later, or ask an administrator.".to_owned(),
+        _ if !r.message.is_empty() => r.message.clone(),
+        _ => "Signing in did not work.".to_owned(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "register.html")]
+struct RegisterPage<'a> {
+    csrf: &'a str,
+    username: &'a str,
+    email: &'a str,
+    error: Option<&'a str>,
+    username_error: Option<&'a str>,
+    email_error: Option<&'a str>,
+    password_error: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+pub struct RegisterForm {
+    csrf: String,
+    username: String,
+    email: String,
+    password: String,
+}
+
+pub async fn register_page(visitor: Visitor) -> Response {
+    if visitor.identity.is_some() {
+        return visitor.respond(Redirect::to("/"));
+    }
+    let page = RegisterPage {
+        csrf: &visitor.csrf,
+        username: "",
+        email: "",
+        error: None,
+        username_error: None,
+        email_error: None,
+        password_error: None,
+    };
+    let page = render(&page);
+    visitor.respond(page)
+}
+
+pub async fn register(State(s): State<AppState>, mut visitor: Visitor, Form(form): Form<RegisterForm>) -> Response {
+    if let Err(e) = visitor.check_csrf(&form.csrf) {
+        return visitor.respond(e);
+    }
+    let (username, email) = (form.username.trim(), form.email.trim());
+    match s.auth.register(username, email, &form.password).await {
+        Ok(Outcome::Done(tokens)) => {
+            visitor.sign_in(&tokens);
+            visitor.respond(Redirect::to("/"))
+        }
+        Ok(Outcome::Refused(refusal)) => {
+            let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
+            let page = RegisterPage {
+                csrf: &visitor.csrf,
+                username,
+                email,
+                error: refusal.fields.is_empty().then_some(refusal.message.as_str()),
+                username_error: refusal.field("username"),
+                email_error: refusal.field("email"),
+                password_error: refusal.field("password"),
+            };
+            let page = render(&page);
+            visitor.respond((status, page))
+        }
+        Err(e) => visitor.respond(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+/// Ends the session here and at the auth service.
+pub async fn logout(
+    State(s): State<AppState>,
+    mut visitor: Visitor,
+    headers: axum::http::HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Err(e) = visitor.check_csrf(&form.csrf) {
+        return visitor.respond(e);
+    }
+    if let Some(refresh) = kit::http::cookie(&headers, SESSION_COOKIE) {
+        s.auth.logout(refresh).await;
+    }
+    visitor.sign_out();
+    visitor.respond(Redirect::to("/login"))
+}
+
+#[derive(Template)]
+#[template(path = "forgot.html")]
+struct ForgotPage<'a> {
+    csrf: &'a str,
+    sent: bool,
+}
+
+#[derive(Deserialize)]
+pub struct ForgotForm {
+    csrf: String,
+    email: String,
+}
+
+pub async fn forgot_page(visitor: Visitor) -> Response {
+    let page = render(&ForgotPage { csrf: &visitor.csrf, sent: false });
+    visitor.respond(page)
+}
+
+pub async fn forgot(State(s): State<AppState>, visitor: Visitor, Form(form): Form<ForgotForm>) -> Response {
+    if let Err(e) = visitor.check_csrf(&form.csrf) {
+        return visitor.respond(e);
+    }
+    if let Err(e) = s.auth.forgot(form.email.trim()).await {
+        return visitor.respond(e);
+    }
+    let page = render(&ForgotPage { csrf: &visitor.csrf, sent: true });
+    visitor.respond(page)
+}
+
+#[derive(Template)]
+#[template(path = "reset.html")]
+struct ResetPage<'a> {
+    csrf: &'a str,
+    token: &'a str,
+    error: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+pub struct ResetQuery {
+    #[serde(default)]
+    token: String,
+}
+
+#[derive(Deserialize)]
+pub struct ResetForm {
+    csrf: String,
+    token: String,
+    password: String,
+}
+
+pub async fn reset_page(visitor: Visitor, Query(q): Query<ResetQuery>) -> Response {
+    let page = render(&ResetPage { csrf: &visitor.csrf, token: &q.token, error: None });
+    visitor.respond(page)
+}
+
+pub async fn reset(State(s): State<AppState>, visitor: Visitor, Form(form): Form<ResetForm>) -> Response {
+    if let Err(e) = visitor.check_csrf(&form.csrf) {
+        return visitor.respond(e);
+    }
+    match s.auth.reset(&form.token, &form.password).await {
+        Ok(Outcome::Done(())) => visitor.respond(Redirect::to("/login?reset=true")),
+        Ok(Outcome::Refused(refusal)) => {
+            let message = refusal.field("new_password").unwrap_or(&refusal.message).to_owned();
+            let page = render(&ResetPage { csrf: &visitor.csrf, token: &form.token, error: Some(&message) });
+            visitor.respond((StatusCode::UNPROCESSABLE_ENTITY, page))
+        }
+        Err(e) => visitor.respond(e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage<'a> {
+    csrf: &'a str,
+    username: &'a str,
+    admin: bool,
+    conversations: Vec<String>,
+    conversations_error: Option<WebError>,
+}
+
+/// The signed-in start page: the user's recent conversations.
+pub async fn home(State(s): State<AppState>, visitor: Visitor) -> Response {
+    let (Some(identity), Some(access)) = (visitor.identity.as_ref(), visitor.access.as_deref()) else {
+        return visitor.respond(to_login());
+    };
+    let (conversations, conversations_error) = match s.conversations.titles(identity, access).await {
+        Ok(titles) => (titles, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    let page = HomePage {
+        csrf: &visitor.csrf,
+        username: &identity.username,
+        admin: identity.has_role(kit::authn::ADMIN_ROLE),
+        conversations,
+        conversations_error,
+    };
+    let page = render(&page);
+    // A signed-in page is the user's alone: never kept by a shared cache.
+    visitor.respond(([(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], page))
+}
+
+pub async fn style() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], STYLE)
+        .into_response()
+}
