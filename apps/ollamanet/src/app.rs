@@ -229,7 +229,12 @@ impl App {
                 Some(c) => Some(c),
                 None => remote("conversation")?,
             };
-            handles.push(ollamanet_web::start(ctx, &config.web, auth, conversation).handle);
+            let inference = match local(ollamanet_inference::NAME) {
+                Some(i) => Some(i),
+                None => remote("inference")?,
+            };
+            let upstreams = ollamanet_web::Upstreams { auth, conversation, inference };
+            handles.push(ollamanet_web::start(ctx, &config.web, upstreams).handle);
         }
 
         let mut readiness = Readiness::default()

@@ -11,6 +11,13 @@ pub enum WebError {
     Csrf,
     #[error("{0} is not reachable right now; try again shortly")]
     Unavailable(&'static str),
+    #[error("there is nothing here, or it is not yours")]
+    NotFound,
+    #[error("the form was incomplete; reload the page and try again")]
+    BadForm,
+    /// A service refused what the page asked, with its reason.
+    #[error("{0}")]
+    Refused(String),
     #[error("something went wrong on our side")]
     Internal(String),
 }
@@ -27,6 +34,9 @@ impl IntoResponse for WebError {
         let (status, title) = match &self {
             WebError::Csrf => (StatusCode::FORBIDDEN, "Form expired"),
             WebError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "Unavailable"),
+            WebError::NotFound => (StatusCode::NOT_FOUND, "Not found"),
+            WebError::BadForm => (StatusCode::BAD_REQUEST, "Incomplete form"),
+            WebError::Refused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "Not done"),
             WebError::Internal(e) => {
                 tracing::error!(error = %e, "page failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "Error")
@@ -45,4 +55,11 @@ pub fn render(page: &impl Template) -> Response {
             (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
         }
     }
+}
+
+/// A page with the signed-in user's data: never kept by a shared cache.
+pub fn render_private(page: &impl Template) -> Response {
+    let mut response = render(page);
+    response.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+    response
 }

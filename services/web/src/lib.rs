@@ -3,8 +3,11 @@
 //! as the signed-in user, like any client. See `docs/web.md`.
 
 mod auth;
+mod chat;
 mod config;
 mod error;
+mod form;
+mod markdown;
 mod pages;
 mod services;
 mod session;
@@ -27,7 +30,8 @@ pub const NAME: &str = "web";
 pub struct AppState {
     authn: Arc<Authenticator>,
     auth: auth::AuthClient,
-    conversations: services::Conversations,
+    conversation: services::Service,
+    inference: services::Service,
     secure_cookies: bool,
 }
 
@@ -35,13 +39,20 @@ pub struct Web {
     pub handle: ServiceHandle,
 }
 
-/// Starts the service. `auth` reaches the auth service; `conversation` the conversation service,
-/// when the deployment has one.
-pub fn start(ctx: &ServiceContext, config: &WebConfig, auth: Upstream, conversation: Option<Upstream>) -> Web {
+/// The services the pages call besides auth, when the deployment has them.
+pub struct Upstreams {
+    pub auth: Upstream,
+    pub conversation: Option<Upstream>,
+    pub inference: Option<Upstream>,
+}
+
+/// Starts the service.
+pub fn start(ctx: &ServiceContext, config: &WebConfig, upstreams: Upstreams) -> Web {
     let state = AppState {
         authn: ctx.authn.clone(),
-        auth: auth::AuthClient(auth),
-        conversations: services::Conversations(conversation),
+        auth: auth::AuthClient(upstreams.auth),
+        conversation: services::Service { upstream: upstreams.conversation, what: "the conversation service" },
+        inference: services::Service { upstream: upstreams.inference, what: "the model service" },
         secure_cookies: config.secure_cookies,
     };
     let router = Router::new()
@@ -51,7 +62,11 @@ pub fn start(ctx: &ServiceContext, config: &WebConfig, auth: Upstream, conversat
         .route("/logout", axum::routing::post(pages::logout))
         .route("/forgot", get(pages::forgot_page).post(pages::forgot))
         .route("/reset", get(pages::reset_page).post(pages::reset))
+        .route("/chat", get(chat::list).post(chat::create))
+        .route("/chat/{id}", get(chat::show))
+        .route("/chat/{id}/messages", axum::routing::post(chat::send))
         .route("/static/app.css", get(pages::style))
+        .route("/static/chat.js", get(chat::script))
         .with_state(state)
         .layer(axum::middleware::map_response(security_headers));
     let router = kit::http::service_layers(router, NAME);

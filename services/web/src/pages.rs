@@ -1,23 +1,18 @@
 //! The pages: signing in and out, registering, resetting a password, and the signed-in home.
 
 use askama::Template;
-use axum::Form;
 use axum::extract::{Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use crate::AppState;
 use crate::auth::{Outcome, Refusal};
-use crate::error::{WebError, render};
+use crate::error::render;
+use crate::form::Form;
 use crate::session::{SESSION_COOKIE, Visitor};
 
 const STYLE: &str = include_str!("../static/app.css");
-
-/// Where a signed-out visitor of a page that needs a session goes.
-fn to_login() -> Response {
-    Redirect::to("/login").into_response()
-}
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -235,35 +230,10 @@ pub async fn reset(State(s): State<AppState>, visitor: Visitor, Form(form): Form
     }
 }
 
-#[derive(Template)]
-#[template(path = "home.html")]
-struct HomePage<'a> {
-    csrf: &'a str,
-    username: &'a str,
-    admin: bool,
-    conversations: Vec<String>,
-    conversations_error: Option<WebError>,
-}
-
-/// The signed-in start page: the user's recent conversations.
-pub async fn home(State(s): State<AppState>, visitor: Visitor) -> Response {
-    let (Some(identity), Some(access)) = (visitor.identity.as_ref(), visitor.access.as_deref()) else {
-        return visitor.respond(to_login());
-    };
-    let (conversations, conversations_error) = match s.conversations.titles(identity, access).await {
-        Ok(titles) => (titles, None),
-        Err(e) => (Vec::new(), Some(e)),
-    };
-    let page = HomePage {
-        csrf: &visitor.csrf,
-        username: &identity.username,
-        admin: identity.has_role(kit::authn::ADMIN_ROLE),
-        conversations,
-        conversations_error,
-    };
-    let page = render(&page);
-    // A signed-in page is the user's alone: never kept by a shared cache.
-    visitor.respond(([(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], page))
+/// The start page: the chat for a signed-in visitor, signing in for anyone else.
+pub async fn home(visitor: Visitor) -> Response {
+    let to = if visitor.identity.is_some() { "/chat" } else { "/login" };
+    visitor.respond(Redirect::to(to))
 }
 
 pub async fn style() -> Response {

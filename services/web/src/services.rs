@@ -2,58 +2,85 @@
 //! access token over the network.
 
 use axum::body::Body;
-use axum::http::{HeaderValue, Method, Request, header};
+use axum::http::{HeaderValue, Method, Request, StatusCode, header};
+use axum::response::Response;
 use http_body_util::BodyExt;
 use kit::authn::Identity;
 use kit::upstream::Upstream;
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::error::WebError;
 
-/// GETs `path` from `upstream` as the visitor and parses the JSON answer.
-async fn get_json<T: serde::de::DeserializeOwned>(
-    upstream: &Upstream,
-    what: &'static str,
-    identity: &Identity,
-    access: &str,
-    path: &str,
-) -> Result<T, WebError> {
-    let bearer = HeaderValue::from_str(&format!("Bearer {access}")).map_err(|e| WebError::Internal(e.to_string()))?;
-    let req = Request::builder()
-        .method(Method::GET)
-        .uri(path)
-        .header(header::ACCEPT, "application/json")
-        .header(header::AUTHORIZATION, bearer)
-        .extension(identity.clone())
-        .body(Body::empty())
-        .map_err(|e| WebError::Internal(e.to_string()))?;
-    let res = upstream.call(req).await.map_err(|_| WebError::Unavailable(what))?;
-    if !res.status().is_success() {
-        return Err(WebError::Unavailable(what));
-    }
-    let bytes = res.into_body().collect().await.map_err(|_| WebError::Unavailable(what))?.to_bytes();
-    serde_json::from_slice(&bytes).map_err(|e| WebError::Internal(e.to_string()))
+/// Who the call is for.
+pub struct Caller<'a> {
+    pub identity: &'a Identity,
+    pub access: &'a str,
 }
 
+/// A service the pages call, if the deployment has it.
 #[derive(Clone)]
-pub struct Conversations(pub Option<Upstream>);
+pub struct Service {
+    pub upstream: Option<Upstream>,
+    /// What the pages call it when it does not answer.
+    pub what: &'static str,
+}
 
-impl Conversations {
-    /// The titles of the visitor's most recent conversations.
-    pub async fn titles(&self, identity: &Identity, access: &str) -> Result<Vec<String>, WebError> {
-        #[derive(Deserialize)]
-        struct Page {
-            items: Vec<Item>,
+impl Service {
+    /// Sends a request as `caller`; `accept` is the media type asked for.
+    pub async fn send(
+        &self,
+        caller: &Caller<'_>,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        accept: &'static str,
+    ) -> Result<Response<Body>, WebError> {
+        let upstream = self.upstream.as_ref().ok_or(WebError::Unavailable(self.what))?;
+        let bearer = HeaderValue::from_str(&format!("Bearer {}", caller.access))
+            .map_err(|e| WebError::Internal(e.to_string()))?;
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::ACCEPT, accept)
+            .header(header::AUTHORIZATION, bearer)
+            .extension(caller.identity.clone());
+        if let Some(id) = kit::request_id::current().and_then(|id| HeaderValue::from_str(&id).ok()) {
+            req = req.header(kit::request_id::HEADER, id);
         }
-        #[derive(Deserialize)]
-        struct Item {
-            title: String,
-        }
-        let Some(upstream) = &self.0 else {
-            return Err(WebError::Unavailable("the conversation service"));
+        let body = match body {
+            Some(json) => {
+                req = req.header(header::CONTENT_TYPE, "application/json");
+                Body::from(json.to_string())
+            }
+            None => Body::empty(),
         };
-        let page: Page =
-            get_json(upstream, "the conversation service", identity, access, "/api/conversations?limit=20").await?;
-        Ok(page.items.into_iter().map(|i| i.title).collect())
+        let req = req.body(body).map_err(|e| WebError::Internal(e.to_string()))?;
+        upstream.call(req).await.map_err(|_| WebError::Unavailable(self.what))
+    }
+
+    /// A JSON call; a refusal (4xx) is `Err(Refused)` with the service's problem, so that the
+    /// page can say what was wrong.
+    pub async fn json<T: DeserializeOwned>(
+        &self,
+        caller: &Caller<'_>,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<T, WebError> {
+        let res = self.send(caller, method, path, body, "application/json").await?;
+        let status = res.status();
+        let bytes = res.into_body().collect().await.map_err(|_| WebError::Unavailable(self.what))?.to_bytes();
+        if status == StatusCode::NOT_FOUND {
+            return Err(WebError::NotFound);
+        }
+        if status.is_client_error() {
+            let problem: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            return Err(WebError::Refused(problem["detail"].as_str().unwrap_or("refused").to_owned()));
+        }
+        if !status.is_success() {
+            return Err(WebError::Unavailable(self.what));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| WebError::Internal(e.to_string()))
     }
 }

@@ -10,7 +10,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::process::Child;
 
-use crate::helpers::{Deployment, Mode, WITHOUT_ENGINE, base_config, eventually, spawn_serve, wait_for_nodes};
+use crate::helpers::{Deployment, Mode, base_config, eventually, spawn_serve, wait_for_nodes, without_engine};
 
 /// Engine settings for tests: one thread per worker (tests run side by side), a small context.
 pub fn engine_config(config: &mut AppConfig) {
@@ -196,7 +196,7 @@ async fn two_engine_processes_route_by_model_and_survive_a_death() {
     let (mut two, url_two) = engine_process(&infra, &config, "two", &[("shared", 3)]).await;
     config.inference.nodes = vec![url_one.clone(), url_two.clone()];
     config.inference.probe_interval = Duration::from_millis(200);
-    let d = Deployment::in_process_with(infra, config, WITHOUT_ENGINE).await;
+    let d = Deployment::in_process_with(infra, config, &without_engine()).await;
     let token = d.user_token("dora").await;
     // Both nodes, not only the first with both models: routing by load needs to know of two.
     wait_for_nodes(&d, 2).await;
@@ -250,7 +250,7 @@ async fn announced_engines_are_used_within_a_second() {
     // The engines listen on 127.0.0.1: this deployment accepts private targets.
     config.inference.announce_policy.allow_private = true;
     let base = config.clone();
-    let d = Deployment::in_process_with(infra, config, WITHOUT_ENGINE).await;
+    let d = Deployment::in_process_with(infra, config, &without_engine()).await;
     let infra = d.infra();
     let token = d.user_token("eli").await;
 

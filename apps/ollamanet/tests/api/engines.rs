@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::engine::import_tiny;
 use crate::fake_ollama::{FakeOllama, config_with_nodes, platform_on};
-use crate::helpers::{Deployment, SseReader, WITHOUT_ENGINE, base_config, eventually, wait_for_nodes};
+use crate::helpers::{Deployment, SseReader, base_config, eventually, wait_for_nodes, without_engine};
 
 /// A node's id: its URL's `host:port`.
 fn id(node: &FakeOllama) -> String {
@@ -318,7 +318,7 @@ async fn pulls_and_deletes_are_audited() {
     let sub = Subscription::broadcast(EVENTS_EXCHANGE, "audit-observer", &[kit::audit::AUDITED]);
     observer.bus.subscribe(sub, Arc::new(Collect(seen.clone()))).await;
     let config = config_with_nodes(&infra, &[&a]);
-    let d = Deployment::in_process_with(infra, config, WITHOUT_ENGINE).await;
+    let d = Deployment::in_process_with(infra, config, &without_engine()).await;
     wait_for_nodes(&d, 1).await;
     let admin = d.admin_token("root").await;
     let (_, me) = d.call(Method::GET, "/api/auth/me", Some(&admin), None).await;

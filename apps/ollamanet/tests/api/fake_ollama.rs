@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{Deployment, WITHOUT_ENGINE, base_config, wait_for_nodes};
+use crate::helpers::{Deployment, base_config, wait_for_nodes, without_engine};
 
 #[derive(Clone)]
 struct Node {
@@ -365,7 +365,7 @@ pub async fn platform_on(nodes: &[&FakeOllama], tweak: impl FnOnce(&mut AppConfi
     let infra = TestInfra::new().await;
     let mut config = config_with_nodes(&infra, nodes);
     tweak(&mut config);
-    let d = Deployment::in_process_with(infra, config, WITHOUT_ENGINE).await;
+    let d = Deployment::in_process_with(infra, config, &without_engine()).await;
     wait_for_nodes(&d, nodes.len()).await;
     d
 }

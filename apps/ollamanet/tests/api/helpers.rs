@@ -19,8 +19,9 @@ pub const PASSWORD: &str = "correct horse battery staple";
 
 /// The platform without its embedded engine: for tests whose engines are other processes or
 /// test doubles.
-pub const WITHOUT_ENGINE: &[Service] =
-    &[Service::Gateway, Service::Auth, Service::Admin, Service::Explore, Service::Conversation, Service::Inference];
+pub fn without_engine() -> Vec<Service> {
+    Service::ALL.into_iter().filter(|s| *s != Service::Engine).collect()
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

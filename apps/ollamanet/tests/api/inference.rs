@@ -12,7 +12,7 @@ use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::fake_ollama::{FakeOllama, platform_on};
-use crate::helpers::{Deployment, WITHOUT_ENGINE, base_config, wait_for_nodes};
+use crate::helpers::{Deployment, base_config, wait_for_nodes, without_engine};
 
 fn chat(model: &str, stream: bool) -> Value {
     json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
@@ -264,7 +264,7 @@ async fn an_announced_node_is_used_within_a_second() {
     // The fake node listens on 127.0.0.1: this deployment accepts private targets.
     config.inference.announce_policy.allow_private = true;
     let bus_config = config.infra.clone();
-    let d = Deployment::in_process_with(infra, config, WITHOUT_ENGINE).await;
+    let d = Deployment::in_process_with(infra, config, &without_engine()).await;
     let token = d.user_token("ann").await;
 
     let started = Instant::now();
@@ -292,7 +292,7 @@ async fn an_announced_private_address_is_refused() {
     let config = base_config(&infra);
     assert!(!config.inference.announce_policy.allow_private);
     let bus_config = config.infra.clone();
-    let d = Deployment::in_process_with(infra, config, WITHOUT_ENGINE).await;
+    let d = Deployment::in_process_with(infra, config, &without_engine()).await;
     let admin = d.admin_token("root").await;
 
     announce(&bus_config, &node, &["delta:latest"]).await;

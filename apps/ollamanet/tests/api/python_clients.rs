@@ -7,7 +7,7 @@ use std::process::Command;
 use kit::testing::TestInfra;
 use serde_json::{Value, json};
 
-use crate::helpers::{Deployment, WITHOUT_ENGINE, base_config, spawn_serve};
+use crate::helpers::{Deployment, base_config, spawn_serve, without_engine};
 
 /// The client versions the contract is checked against.
 const REQUIREMENTS: [&str; 2] = ["ollama==0.6.3", "openai==1.109.1"];
@@ -45,7 +45,7 @@ async fn the_official_python_clients_work_against_the_engine_and_the_gateway() {
     crate::engine::import_tiny(&engine_config.infra.data_dir, &engine_config, "tiny", 5).await;
     let (_engine, engine_url) = spawn_serve(&infra, &engine_config, &["--only", "engine"]).await;
     config.inference.nodes = vec![engine_url.clone()];
-    let d = Deployment::in_process_with(infra, config, WITHOUT_ENGINE).await;
+    let d = Deployment::in_process_with(infra, config, &without_engine()).await;
     let token = d.user_token("pyclient").await;
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/clients.py");

@@ -8,6 +8,7 @@ use kit::testing::TestInfra;
 use reqwest::{Method, StatusCode, header};
 use serde_json::json;
 
+use crate::fake_ollama::{FakeOllama, platform_on};
 use crate::helpers::{Deployment, Mode, PASSWORD, base_config};
 
 /// A browser: its cookies, sent back as a browser would, and no redirect following, so that
@@ -32,7 +33,17 @@ impl<'a> Browser<'a> {
         path: &str,
         form: Option<&[(&str, &str)]>,
     ) -> (StatusCode, String, String) {
-        let mut req = self.client.request(method, self.d.at(path));
+        self.send_accepting(method, path, form, "text/html").await
+    }
+
+    async fn send_accepting(
+        &mut self,
+        method: Method,
+        path: &str,
+        form: Option<&[(&str, &str)]>,
+        accept: &str,
+    ) -> (StatusCode, String, String) {
+        let mut req = self.client.request(method, self.d.at(path)).header(header::ACCEPT, accept);
         let jar: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
         if !jar.is_empty() {
             req = req.header(header::COOKIE, jar.join("; "));
@@ -64,10 +75,20 @@ impl<'a> Browser<'a> {
 
     /// Posts a form with the page's CSRF token.
     async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> (StatusCode, String, String) {
+        self.post_accepting(path, fields, "text/html").await
+    }
+
+    /// Posts a form as the page's script does, asking for `accept`.
+    async fn post_accepting(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+        accept: &str,
+    ) -> (StatusCode, String, String) {
         let csrf = self.cookies.get("ollamanet_csrf").cloned().expect("a CSRF cookie: get a page first");
         let mut form = fields.to_vec();
         form.push(("csrf", &csrf));
-        self.send(Method::POST, path, Some(&form)).await
+        self.send_accepting(Method::POST, path, Some(&form), accept).await
     }
 
     fn set_cookie(&self, name: &str) -> &str {
@@ -108,9 +129,11 @@ async fn a_visitor_registers_signs_out_and_signs_in_again() {
         let line = b.set_cookie(name);
         assert!(line.contains("HttpOnly") && line.contains("SameSite=Lax") && line.contains("Path=/"), "{line}");
     }
-    let (status, _, home) = b.get("/").await;
+    let (status, location, _) = b.get("/").await;
+    assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/chat"), "the start page is the chat");
+    let (status, _, home) = b.get("/chat").await;
     assert_eq!(status, StatusCode::OK, "{home}");
-    assert!(home.contains("Hello, webby") && home.contains("No conversations yet"), "{home}");
+    assert!(home.contains("webby") && home.contains("No conversations yet"), "{home}");
 
     // The start page lists the user's conversations, read from the conversation service as them.
     let token =
@@ -125,7 +148,7 @@ async fn a_visitor_registers_signs_out_and_signs_in_again() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
-    let (_, _, home) = b.get("/").await;
+    let (_, _, home) = b.get("/chat").await;
     assert!(
         home.contains("Plans for &#60;b&#62;May&#60;/b&#62;") || home.contains("Plans for &lt;b&gt;May&lt;/b&gt;"),
         "escaped: {home}"
@@ -134,14 +157,14 @@ async fn a_visitor_registers_signs_out_and_signs_in_again() {
     let (status, location, _) = b.post("/logout", &[]).await;
     assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/login"));
     assert!(!b.cookies.contains_key("ollamanet_session"), "the session's cookies are cleared");
-    assert_eq!(b.get("/").await.0, StatusCode::SEE_OTHER);
+    assert_eq!(b.get("/chat").await.1, "/login");
 
     let (status, _, page) = b.post("/login", &[("login", "webby"), ("password", "wrong password here")]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(page.contains("That name or password is not right.") && page.contains("value=\"webby\""), "{page}");
     let (status, location, _) = b.post("/login", &[("login", "webby@example.com"), ("password", PASSWORD)]).await;
     assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/"));
-    assert_eq!(b.get("/").await.0, StatusCode::OK);
+    assert_eq!(b.get("/chat").await.0, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -165,6 +188,9 @@ async fn forms_without_the_sessions_token_are_refused() {
     assert_eq!(status, StatusCode::FORBIDDEN, "no CSRF cookie at all");
     let (status, _, _) = b.send(Method::POST, "/logout", Some(&[("csrf", "")])).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, page) = b.send(Method::POST, "/login", Some(&[("login", "only this")])).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "an incomplete form gets a page saying so");
+    assert!(page.contains("Incomplete form"), "{page}");
 }
 
 #[tokio::test]
@@ -188,13 +214,13 @@ async fn a_locked_users_page_signs_them_out_on_their_next_action() {
     let mut b = Browser::new(&d);
     b.get("/register").await;
     b.post("/register", &[("username", "lockee"), ("email", "lockee@example.com"), ("password", PASSWORD)]).await;
-    assert_eq!(b.get("/").await.0, StatusCode::OK);
+    assert_eq!(b.get("/chat").await.0, StatusCode::OK);
     let (_, users) = d.call(Method::GET, "/api/admin/users?q=lockee", Some(&admin), None).await;
     let id = users["items"][0]["id"].as_str().unwrap().to_owned();
     let (status, _) =
         d.call(Method::POST, &format!("/api/admin/users/{id}/lock"), Some(&admin), Some(json!({"minutes": 30}))).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, location, _) = b.get("/").await;
+    let (status, location, _) = b.get("/chat").await;
     assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/login"));
     assert!(!b.cookies.contains_key("ollamanet_session") && !b.cookies.contains_key("ollamanet_access"));
     let (status, _, page) = b.post("/login", &[("login", "lockee"), ("password", PASSWORD)]).await;
@@ -215,8 +241,48 @@ async fn an_expired_access_token_is_renewed_from_the_session() {
     // The access cookie's Max-Age (the token's life) has passed: the browser no longer sends it.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     b.cookies.remove("ollamanet_access");
-    let (status, _, page) = b.get("/").await;
+    let (status, _, page) = b.get("/chat").await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert_ne!(b.cookies["ollamanet_access"], first, "a new access token");
     assert!(b.set_cookie("ollamanet_session").contains("HttpOnly"), "and a new refresh token (rotation)");
+}
+
+/// A conversation from the pages: created with a model the user may use, a message sent as a
+/// plain form (the page comes back with the reply) and as the page's script sends it (the reply
+/// streams); a reply holding a script, raw HTML and a `javascript:` link renders inert.
+#[tokio::test]
+async fn a_user_chats_from_the_pages_and_replies_render_inert() {
+    let node = FakeOllama::start("<script>alert(1)</script> **bold** [x](javascript:alert(2))", &["alpha"]).await;
+    let d = platform_on(&[&node], |_| {}).await;
+    let mut b = Browser::new(&d);
+    b.get("/register").await;
+    b.post("/register", &[("username", "chatty"), ("email", "chatty@example.com"), ("password", PASSWORD)]).await;
+    let (status, _, page) = b.get("/chat").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("<option value=\"alpha:latest\">"), "the models the user may use: {page}");
+
+    let (status, conversation, page) = b.post("/chat", &[("model", "alpha:latest"), ("title", "First steps")]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    assert!(conversation.starts_with("/chat/"), "{conversation}");
+    let (status, _, page) = b.get(&conversation).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("First steps") && page.contains("id=\"send\""), "{page}");
+
+    let (status, location, body) = b.post(&format!("{conversation}/messages"), &[("content", "hi <b>there</b>")]).await;
+    assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, conversation.as_str()), "{body}");
+    let (_, _, page) = b.get(&conversation).await;
+    assert!(page.contains("hi &#60;b&#62;there&#60;/b&#62;") || page.contains("hi &lt;b&gt;there&lt;/b&gt;"), "{page}");
+    assert!(page.contains("<strong>bold</strong>"), "the reply's Markdown is rendered: {page}");
+    assert!(!page.contains("<script>alert(1)") && !page.contains("javascript:"), "the reply is inert: {page}");
+
+    let (status, _, events) =
+        b.post_accepting(&format!("{conversation}/messages"), &[("content", "again")], "text/event-stream").await;
+    assert_eq!(status, StatusCode::OK, "{events}");
+    assert!(
+        events.contains("event: start") && events.contains("event: delta") && events.contains("event: done"),
+        "{events}"
+    );
+
+    let other = Browser::new(&d).get(&conversation).await;
+    assert_eq!((other.0, other.1.as_str()), (StatusCode::SEE_OTHER, "/login"), "signed out, nothing is shown");
 }

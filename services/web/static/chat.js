@@ -1,0 +1,74 @@
+// Streams a reply into the conversation page: the send form is posted with fetch, asking for
+// server-sent events, and each `delta` is appended as text (never as HTML). When the reply is
+// done the page is reloaded, so that the server renders it (Markdown, made safe). Without this
+// script the form still works: the server answers once the reply is complete.
+"use strict";
+(function () {
+  const form = document.getElementById("send");
+  if (!form || !window.fetch || !window.TextDecoder) return;
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const data = new URLSearchParams(new FormData(form));
+    const button = form.querySelector("button");
+    button.disabled = true;
+    const list = document.getElementById("messages");
+    const mine = item("user", form.elements.content.value);
+    const reply = item("assistant", "");
+    list.append(mine, reply);
+    const text = reply.querySelector(".content");
+    try {
+      const res = await fetch(form.action, {
+        method: "POST",
+        body: data,
+        headers: { Accept: "text/event-stream" },
+        credentials: "same-origin",
+      });
+      if (!res.ok || !res.body) throw new Error("the reply could not start (" + res.status + ")");
+      const reader = res.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const raw = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const ev = parse(raw);
+          if (ev.event === "delta") text.textContent += JSON.parse(ev.data).content || "";
+          if (ev.event === "error") throw new Error(JSON.parse(ev.data).detail || "the reply failed");
+        }
+      }
+      location.reload();
+    } catch (e) {
+      const p = document.createElement("p");
+      p.className = "error";
+      p.textContent = e.message;
+      reply.append(p);
+      button.disabled = false;
+    }
+  });
+
+  function item(role, content) {
+    const li = document.createElement("li");
+    li.className = "message " + role;
+    const who = document.createElement("div");
+    who.className = "role";
+    who.textContent = role === "assistant" ? "Model" : "You";
+    const body = document.createElement("div");
+    body.className = "content";
+    body.textContent = content;
+    li.append(who, body);
+    return li;
+  }
+
+  function parse(raw) {
+    const ev = { event: "message", data: "" };
+    for (const line of raw.split("\n")) {
+      if (line.startsWith("event:")) ev.event = line.slice(6).trim();
+      else if (line.startsWith("data:")) ev.data += line.slice(5).trim();
+    }
+    return ev;
+  }
+})();
