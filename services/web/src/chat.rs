@@ -1,5 +1,5 @@
 //! The chat pages: the user's conversations, a conversation with its messages, sending a
-//! message. Without JavaScript a message is sent as a form and the page comes back with the
+//! message, editing one (a new branch), regenerating a reply, switching branches, stopping. Without JavaScript a message is sent as a form and the page comes back with the
 //! reply; with it (`static/chat.js`) the reply streams in token by token.
 
 use askama::Template;
@@ -43,6 +43,15 @@ struct Models {
 
 /// A message as the page shows it.
 pub struct Shown {
+    pub id: Uuid,
+    /// The message's place among its siblings (1-based), how many there are, and the ones
+    /// before and after it: the branches a reader can switch to.
+    pub position: usize,
+    pub branches: usize,
+    pub previous: Option<Uuid>,
+    pub next: Option<Uuid>,
+    /// The raw text of the user's messages, to edit them.
+    pub text: String,
     pub role: String,
     /// Safe HTML: rendered Markdown for replies, escaped text for the user's messages.
     pub html: String,
@@ -52,6 +61,8 @@ pub struct Shown {
 
 #[derive(Deserialize)]
 struct Message {
+    id: Uuid,
+    sibling_ids: Vec<Uuid>,
     role: String,
     content: String,
     status: String,
@@ -61,7 +72,20 @@ struct Message {
 impl From<Message> for Shown {
     fn from(m: Message) -> Self {
         let html = if m.role == "assistant" { markdown::to_html(&m.content) } else { escape(&m.content) };
-        Shown { role: m.role, html, status: m.status, error: m.error }
+        let at = m.sibling_ids.iter().position(|s| *s == m.id).unwrap_or(0);
+        let text = if m.role == "user" { m.content } else { String::new() };
+        Shown {
+            id: m.id,
+            position: at + 1,
+            branches: m.sibling_ids.len().max(1),
+            previous: at.checked_sub(1).and_then(|i| m.sibling_ids.get(i).copied()),
+            next: m.sibling_ids.get(at + 1).copied(),
+            text,
+            role: m.role,
+            html,
+            status: m.status,
+            error: m.error,
+        }
     }
 }
 
@@ -168,11 +192,12 @@ pub async fn show(State(s): State<AppState>, visitor: Visitor, Path(id): Path<Uu
 pub struct SendForm {
     csrf: String,
     content: String,
+    /// Editing this message of the user's: the new one becomes its sibling (a branch).
+    #[serde(default)]
+    edit_of: Option<Uuid>,
 }
 
-/// Sends a message. A script asking for `text/event-stream` gets the reply's events as the
-/// conversation service sends them; a plain form post waits for the whole reply and comes back
-/// to the conversation.
+/// Sends a message (or an edited one, as a new branch).
 pub async fn send(
     State(s): State<AppState>,
     visitor: Visitor,
@@ -180,24 +205,58 @@ pub async fn send(
     headers: HeaderMap,
     Form(form): Form<SendForm>,
 ) -> Response {
-    if let Err(e) = visitor.check_csrf(&form.csrf) {
+    let mut body = json!({"content": form.content});
+    if let Some(edited) = form.edit_of {
+        body["edit_of"] = json!(edited);
+    }
+    reply(&s, visitor, &form.csrf, id, &format!("/api/conversations/{id}/messages"), body, &headers).await
+}
+
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    csrf: String,
+}
+
+/// A new reply to the message a reply answered, in a branch of its own.
+pub async fn regenerate(
+    State(s): State<AppState>,
+    visitor: Visitor,
+    Path((id, message)): Path<(Uuid, Uuid)>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfOnly>,
+) -> Response {
+    let path = format!("/api/conversations/{id}/messages/{message}/regenerate");
+    reply(&s, visitor, &form.csrf, id, &path, json!({}), &headers).await
+}
+
+/// Starts a reply at `path` with `body`. A script asking for `text/event-stream` gets the reply's
+/// events as the conversation service sends them; a plain form post waits for the whole reply
+/// and comes back to the conversation.
+async fn reply(
+    s: &AppState,
+    visitor: Visitor,
+    csrf: &str,
+    conversation: Uuid,
+    path: &str,
+    mut body: Value,
+    headers: &HeaderMap,
+) -> Response {
+    if let Err(e) = visitor.check_csrf(csrf) {
         return visitor.respond(e);
     }
     let Some(caller) = signed_in(&visitor) else {
         return visitor.respond(Redirect::to("/login"));
     };
-    let path = format!("/api/conversations/{id}/messages");
     let streamed =
         headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"));
     if streamed {
-        let body = json!({"content": form.content});
-        let res = match s.conversation.send(&caller, Method::POST, &path, Some(&body), "text/event-stream").await {
+        let res = match s.conversation.send(&caller, Method::POST, path, Some(&body), "text/event-stream").await {
             Ok(res) => res,
             Err(e) => return visitor.respond(e),
         };
         // The events pass through as they come; the status and content type are the service's.
-        let (parts, body) = res.into_parts();
-        let mut out = Response::new(Body::new(body));
+        let (parts, events) = res.into_parts();
+        let mut out = Response::new(Body::new(events));
         *out.status_mut() = parts.status;
         if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
             out.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
@@ -205,9 +264,58 @@ pub async fn send(
         out.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         return visitor.respond(out);
     }
-    let body = json!({"content": form.content, "stream": false});
-    match s.conversation.json::<Value>(&caller, Method::POST, &path, Some(&body)).await {
-        Ok(_) => visitor.respond(Redirect::to(&format!("/chat/{id}"))),
+    body["stream"] = json!(false);
+    match s.conversation.json::<Value>(&caller, Method::POST, path, Some(&body)).await {
+        Ok(_) => visitor.respond(Redirect::to(&format!("/chat/{conversation}"))),
+        Err(e) => visitor.respond(e),
+    }
+}
+
+/// Stops the reply being written; what was written so far is kept.
+pub async fn stop(
+    State(s): State<AppState>,
+    visitor: Visitor,
+    Path(id): Path<Uuid>,
+    Form(form): Form<CsrfOnly>,
+) -> Response {
+    act(&s, visitor, &form.csrf, id, Method::POST, &format!("/api/conversations/{id}/stop"), None).await
+}
+
+#[derive(Deserialize)]
+pub struct BranchForm {
+    csrf: String,
+    message: Uuid,
+}
+
+/// Shows the branch that holds `message` (one of a message's siblings).
+pub async fn branch(
+    State(s): State<AppState>,
+    visitor: Visitor,
+    Path(id): Path<Uuid>,
+    Form(form): Form<BranchForm>,
+) -> Response {
+    let body = json!({"active_message_id": form.message});
+    act(&s, visitor, &form.csrf, id, Method::PATCH, &format!("/api/conversations/{id}"), Some(&body)).await
+}
+
+/// A change to a conversation, then back to it.
+async fn act(
+    s: &AppState,
+    visitor: Visitor,
+    csrf: &str,
+    conversation: Uuid,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> Response {
+    if let Err(e) = visitor.check_csrf(csrf) {
+        return visitor.respond(e);
+    }
+    let Some(caller) = signed_in(&visitor) else {
+        return visitor.respond(Redirect::to("/login"));
+    };
+    match s.conversation.json::<Value>(&caller, method, path, body).await {
+        Ok(_) => visitor.respond(Redirect::to(&format!("/chat/{conversation}"))),
         Err(e) => visitor.respond(e),
     }
 }

@@ -1,20 +1,26 @@
-// Streams a reply into the conversation page: the send form is posted with fetch, asking for
-// server-sent events, and each `delta` is appended as text (never as HTML). When the reply is
-// done the page is reloaded, so that the server renders it (Markdown, made safe). Without this
-// script the form still works: the server answers once the reply is complete.
+// Streams a reply into the conversation page: a form marked `data-stream` (send, edit,
+// regenerate) is posted with fetch, asking for server-sent events, and each `delta` is appended
+// as text (never as HTML). When the reply is done the page is reloaded, so that the server
+// renders it (Markdown, made safe). Without this script the forms still work: the server answers
+// once the reply is complete. The stop form is a plain form either way.
 "use strict";
 (function () {
-  const form = document.getElementById("send");
-  if (!form || !window.fetch || !window.TextDecoder) return;
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
+  if (!window.fetch || !window.TextDecoder) return;
+  for (const form of document.querySelectorAll("form[data-stream]")) {
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      stream(form);
+    });
+  }
+
+  async function stream(form) {
     const data = new URLSearchParams(new FormData(form));
     const button = form.querySelector("button");
     button.disabled = true;
     const list = document.getElementById("messages");
-    const mine = item("user", form.elements.content.value);
     const reply = item("assistant", "");
-    list.append(mine, reply);
+    if (form.elements.content) list.append(item("user", form.elements.content.value));
+    list.append(reply);
     const text = reply.querySelector(".content");
     try {
       const res = await fetch(form.action, {
@@ -48,7 +54,7 @@
       reply.append(p);
       button.disabled = false;
     }
-  });
+  }
 
   function item(role, content) {
     const li = document.createElement("li");

@@ -283,6 +283,32 @@ async fn a_user_chats_from_the_pages_and_replies_render_inert() {
         "{events}"
     );
 
+    // Regenerating the last reply makes a second branch of it; the page can switch between them.
+    let (_, _, page) = b.get(&conversation).await;
+    let last_reply =
+        page.rsplit("/regenerate\"").nth(1).and_then(|before| before.rsplit("/messages/").next()).unwrap().to_owned();
+    let (status, location, body) = b.post(&format!("{conversation}/messages/{last_reply}/regenerate"), &[]).await;
+    assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, conversation.as_str()), "{body}");
+    let (_, _, page) = b.get(&conversation).await;
+    assert!(page.contains("2/2") && page.contains("aria-label=\"Previous version\""), "{page}");
+    let previous = page.split("name=\"message\" value=\"").nth(1).unwrap()[..36].to_owned();
+    let (status, _, _) = b.post(&format!("{conversation}/branch"), &[("message", &previous)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, page) = b.get(&conversation).await;
+    assert!(page.contains("1/2") && page.contains("aria-label=\"Next version\""), "{page}");
+
+    // Editing a message of the user's branches the conversation there.
+    let first_message = page.split("name=\"edit_of\" value=\"").nth(1).unwrap()[..36].to_owned();
+    let (status, _, body) =
+        b.post(&format!("{conversation}/messages"), &[("content", "hello, edited"), ("edit_of", &first_message)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let (_, _, page) = b.get(&conversation).await;
+    assert!(page.contains("hello, edited") && !page.contains("hi &#60;b&#62;") && page.contains("2/2"), "{page}");
+
+    // Stopping with no reply under way changes nothing and comes back to the conversation.
+    let (status, location, _) = b.post(&format!("{conversation}/stop"), &[]).await;
+    assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, conversation.as_str()));
+
     let other = Browser::new(&d).get(&conversation).await;
     assert_eq!((other.0, other.1.as_str()), (StatusCode::SEE_OTHER, "/login"), "signed out, nothing is shown");
 }
