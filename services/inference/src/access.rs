@@ -25,6 +25,9 @@ impl ModelAccess for Open {
     }
 }
 
+/// Rules kept in memory at most; beyond, the map starts again (a catalog read each is cheap).
+const MAX_RULES: usize = 10_000;
+
 /// The catalog's rules: a catalog model is for whom its access rule names (admins always); a
 /// deleted one for admins only; a model the catalog does not describe is open to every
 /// signed-in user, so that a model pulled onto an engine works before anyone catalogues it.
@@ -55,7 +58,12 @@ impl CatalogAccess {
         }
         match self.catalog.access(model).await {
             Ok(rule) => {
-                self.rules.write().unwrap_or_else(|e| e.into_inner()).insert(model.to_owned(), rule.clone());
+                let mut rules = self.rules.write().unwrap_or_else(|e| e.into_inner());
+                // Callers choose the names asked for: made-up ones must not grow this without end.
+                if rules.len() >= MAX_RULES {
+                    rules.clear();
+                }
+                rules.insert(model.to_owned(), rule.clone());
                 Some(rule)
             }
             Err(e) => {
