@@ -104,6 +104,24 @@ impl Target {
     }
 }
 
+/// A request to another service made on behalf of `identity`: the identity travels with it
+/// (a service in the same process takes it as the gateway's), and so do the caller's
+/// `authorization` (a service over the network verifies it again) and the request id.
+pub fn on_behalf(
+    builder: http::request::Builder,
+    identity: &crate::authn::Identity,
+    authorization: Option<&HeaderValue>,
+) -> http::request::Builder {
+    let mut builder = builder.extension(identity.clone());
+    if let Some(auth) = authorization {
+        builder = builder.header(header::AUTHORIZATION, auth.clone());
+    }
+    if let Some(id) = crate::request_id::current().and_then(|id| HeaderValue::from_str(&id).ok()) {
+        builder = builder.header(crate::request_id::HEADER, id);
+    }
+    builder
+}
+
 /// The HTTP client every outbound call shares: keep-alive pool, no Nagle, bounded connect time;
 /// http or https (an engine behind a TLS tunnel), HTTP/1.1 either way.
 pub fn http_client() -> Client<HttpsConnector<HttpConnector>, Body> {

@@ -26,17 +26,11 @@ pub struct OnBehalf {
 pub async fn from_engine(inference: &Upstream, who: &OnBehalf, model: &str) -> Result<ModelChange, AdminError> {
     let body = serde_json::to_vec(&ShowRequest { model: model.to_owned(), ..Default::default() })
         .map_err(|e| AdminError::Enrich("inference_failed", e.to_string()))?;
-    let mut req = Request::builder()
-        .method(Method::POST)
-        .uri(SHOW_PATH)
-        .header(header::CONTENT_TYPE, "application/json")
-        .extension(who.identity.clone());
-    if let Some(auth) = &who.authorization {
-        req = req.header(header::AUTHORIZATION, auth.clone());
-    }
-    if let Some(id) = kit::request_id::current().and_then(|id| HeaderValue::from_str(&id).ok()) {
-        req = req.header(kit::request_id::HEADER, id);
-    }
+    let req = kit::upstream::on_behalf(
+        Request::builder().method(Method::POST).uri(SHOW_PATH).header(header::CONTENT_TYPE, "application/json"),
+        &who.identity,
+        who.authorization.as_ref(),
+    );
     let req = req.body(Body::from(body)).map_err(|e| AdminError::Enrich("inference_failed", e.to_string()))?;
     let res = inference.call(req).await.map_err(|e| match e {
         UpstreamError::NoInstance | UpstreamError::Connect(_) => AdminError::InferenceUnavailable,

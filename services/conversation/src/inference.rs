@@ -138,19 +138,13 @@ impl Inference {
         body: Vec<u8>,
         queue_events: bool,
     ) -> Result<http::Response<Body>, Failure> {
-        let mut builder = Request::builder()
-            .method(Method::POST)
-            .uri(path)
-            .header(header::CONTENT_TYPE, "application/json")
-            .extension(caller.identity.clone());
+        let mut builder = kit::upstream::on_behalf(
+            Request::builder().method(Method::POST).uri(path).header(header::CONTENT_TYPE, "application/json"),
+            &caller.identity,
+            caller.authorization.as_ref(),
+        );
         if queue_events {
             builder = builder.header(ollama_api::QUEUE_EVENTS, "1");
-        }
-        if let Some(auth) = &caller.authorization {
-            builder = builder.header(header::AUTHORIZATION, auth.clone());
-        }
-        if let Some(id) = kit::request_id::current().and_then(|id| HeaderValue::from_str(&id).ok()) {
-            builder = builder.header(kit::request_id::HEADER, id);
         }
         let request = builder.body(Body::from(body)).map_err(|e| Failure::new("inference_failed", e.to_string()))?;
         let res = self.upstream.call(request).await.map_err(Failure::transport)?;

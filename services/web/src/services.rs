@@ -39,15 +39,11 @@ impl Service {
         let upstream = self.upstream.as_ref().ok_or(WebError::Unavailable(self.what))?;
         let bearer = HeaderValue::from_str(&format!("Bearer {}", caller.access))
             .map_err(|e| WebError::Internal(e.to_string()))?;
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(header::ACCEPT, accept)
-            .header(header::AUTHORIZATION, bearer)
-            .extension(caller.identity.clone());
-        if let Some(id) = kit::request_id::current().and_then(|id| HeaderValue::from_str(&id).ok()) {
-            req = req.header(kit::request_id::HEADER, id);
-        }
+        let mut req = kit::upstream::on_behalf(
+            Request::builder().method(method).uri(path).header(header::ACCEPT, accept),
+            caller.identity,
+            Some(&bearer),
+        );
         let body = match body {
             Some(json) => {
                 req = req.header(header::CONTENT_TYPE, "application/json");
