@@ -225,15 +225,17 @@ impl App {
                 Some(auth) => auth,
                 None => remote("auth")?.context("the web service needs the auth service: set upstreams.auth")?,
             };
-            let conversation = match local(ollamanet_conversation::NAME) {
-                Some(c) => Some(c),
-                None => remote("conversation")?,
+            let optional = |name: &str| match local(name) {
+                Some(upstream) => Ok(Some(upstream)),
+                None => remote(name),
             };
-            let inference = match local(ollamanet_inference::NAME) {
-                Some(i) => Some(i),
-                None => remote("inference")?,
+            let upstreams = ollamanet_web::Upstreams {
+                auth,
+                admin: optional(ollamanet_admin::NAME)?,
+                conversation: optional(ollamanet_conversation::NAME)?,
+                explore: optional(ollamanet_explore::NAME)?,
+                inference: optional(ollamanet_inference::NAME)?,
             };
-            let upstreams = ollamanet_web::Upstreams { auth, conversation, inference };
             handles.push(ollamanet_web::start(ctx, &config.web, upstreams).handle);
         }
 

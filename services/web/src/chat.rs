@@ -15,8 +15,7 @@ use crate::AppState;
 use crate::error::render_private;
 use crate::form::Form;
 use crate::markdown;
-use crate::services::Caller;
-use crate::session::Visitor;
+use crate::session::{Nav, Visitor};
 
 /// A conversation in the list.
 #[derive(Deserialize)]
@@ -94,16 +93,10 @@ fn escape(text: &str) -> String {
     askama::filters::escape(text, askama::filters::Html).map(|s| s.to_string()).unwrap_or_default()
 }
 
-/// The visitor as a caller of the services, if they are signed in.
-fn signed_in(visitor: &Visitor) -> Option<Caller<'_>> {
-    Some(Caller { identity: visitor.identity.as_ref()?, access: visitor.access.as_deref()? })
-}
-
 #[derive(Template)]
 #[template(path = "chat.html")]
 struct ChatPage<'a> {
-    csrf: &'a str,
-    username: &'a str,
+    nav: Nav<'a>,
     conversations: Vec<Summary>,
     models: Vec<String>,
     error: Option<String>,
@@ -112,8 +105,9 @@ struct ChatPage<'a> {
 /// The user's conversations and a form for a new one, its model picked among those the user
 /// may use.
 pub async fn list(State(s): State<AppState>, visitor: Visitor) -> Response {
-    let Some(caller) = signed_in(&visitor) else {
-        return visitor.respond(Redirect::to("/login"));
+    let caller = match visitor.member() {
+        Ok(caller) => caller,
+        Err(to) => return visitor.respond(to),
     };
     let conversations = s.conversation.json::<Page<Summary>>(&caller, Method::GET, "/api/conversations?limit=50", None);
     let models = s.inference.json::<Models>(&caller, Method::GET, "/ollama/api/tags", None);
@@ -127,7 +121,7 @@ pub async fn list(State(s): State<AppState>, visitor: Visitor) -> Response {
         error = Some(e.to_string());
         Vec::new()
     });
-    let page = ChatPage { csrf: &visitor.csrf, username: &caller.identity.username, conversations, models, error };
+    let page = ChatPage { nav: visitor.nav(), conversations, models, error };
     let page = render_private(&page);
     visitor.respond(page)
 }
@@ -144,8 +138,9 @@ pub async fn create(State(s): State<AppState>, visitor: Visitor, Form(form): For
     if let Err(e) = visitor.check_csrf(&form.csrf) {
         return visitor.respond(e);
     }
-    let Some(caller) = signed_in(&visitor) else {
-        return visitor.respond(Redirect::to("/login"));
+    let caller = match visitor.member() {
+        Ok(caller) => caller,
+        Err(to) => return visitor.respond(to),
     };
     let mut body = json!({"model": form.model});
     if !form.title.trim().is_empty() {
@@ -161,15 +156,15 @@ pub async fn create(State(s): State<AppState>, visitor: Visitor, Form(form): For
 #[derive(Template)]
 #[template(path = "conversation.html")]
 struct ConversationPage<'a> {
-    csrf: &'a str,
-    username: &'a str,
+    nav: Nav<'a>,
     conversation: Summary,
     messages: Vec<Shown>,
 }
 
 pub async fn show(State(s): State<AppState>, visitor: Visitor, Path(id): Path<Uuid>) -> Response {
-    let Some(caller) = signed_in(&visitor) else {
-        return visitor.respond(Redirect::to("/login"));
+    let caller = match visitor.member() {
+        Ok(caller) => caller,
+        Err(to) => return visitor.respond(to),
     };
     let (one, its_messages) = (format!("/api/conversations/{id}"), format!("/api/conversations/{id}/messages"));
     let conversation = s.conversation.json::<Summary>(&caller, Method::GET, &one, None);
@@ -179,8 +174,7 @@ pub async fn show(State(s): State<AppState>, visitor: Visitor, Path(id): Path<Uu
         (Err(e), _) | (_, Err(e)) => return visitor.respond(e),
     };
     let page = ConversationPage {
-        csrf: &visitor.csrf,
-        username: &caller.identity.username,
+        nav: visitor.nav(),
         conversation,
         messages: messages.into_iter().map(Shown::from).collect(),
     };
@@ -244,8 +238,9 @@ async fn reply(
     if let Err(e) = visitor.check_csrf(csrf) {
         return visitor.respond(e);
     }
-    let Some(caller) = signed_in(&visitor) else {
-        return visitor.respond(Redirect::to("/login"));
+    let caller = match visitor.member() {
+        Ok(caller) => caller,
+        Err(to) => return visitor.respond(to),
     };
     let streamed =
         headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"));
@@ -311,8 +306,9 @@ async fn act(
     if let Err(e) = visitor.check_csrf(csrf) {
         return visitor.respond(e);
     }
-    let Some(caller) = signed_in(&visitor) else {
-        return visitor.respond(Redirect::to("/login"));
+    let caller = match visitor.member() {
+        Ok(caller) => caller,
+        Err(to) => return visitor.respond(to),
     };
     match s.conversation.json::<Value>(&caller, method, path, body).await {
         Ok(_) => visitor.respond(Redirect::to(&format!("/chat/{conversation}"))),

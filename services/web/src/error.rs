@@ -11,6 +11,8 @@ pub enum WebError {
     Csrf,
     #[error("{0} is not reachable right now; try again shortly")]
     Unavailable(&'static str),
+    #[error("this page is for administrators")]
+    AdminsOnly,
     #[error("there is nothing here, or it is not yours")]
     NotFound,
     #[error("the form was incomplete; reload the page and try again")]
@@ -34,6 +36,7 @@ impl IntoResponse for WebError {
         let (status, title) = match &self {
             WebError::Csrf => (StatusCode::FORBIDDEN, "Form expired"),
             WebError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "Unavailable"),
+            WebError::AdminsOnly => (StatusCode::FORBIDDEN, "Administrators only"),
             WebError::NotFound => (StatusCode::NOT_FOUND, "Not found"),
             WebError::BadForm => (StatusCode::BAD_REQUEST, "Incomplete form"),
             WebError::Refused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "Not done"),

@@ -30,7 +30,12 @@ pub const NAME: &str = "web";
 pub struct AppState {
     authn: Arc<Authenticator>,
     auth: auth::AuthClient,
+    /// The auth service's API as the signed-in user calls it: their profile and API keys, and
+    /// the administration of users and roles.
+    accounts: services::Service,
+    admin: services::Service,
     conversation: services::Service,
+    explore: services::Service,
     inference: services::Service,
     secure_cookies: bool,
 }
@@ -42,7 +47,9 @@ pub struct Web {
 /// The services the pages call besides auth, when the deployment has them.
 pub struct Upstreams {
     pub auth: Upstream,
+    pub admin: Option<Upstream>,
     pub conversation: Option<Upstream>,
+    pub explore: Option<Upstream>,
     pub inference: Option<Upstream>,
 }
 
@@ -50,8 +57,11 @@ pub struct Upstreams {
 pub fn start(ctx: &ServiceContext, config: &WebConfig, upstreams: Upstreams) -> Web {
     let state = AppState {
         authn: ctx.authn.clone(),
+        accounts: services::Service { upstream: Some(upstreams.auth.clone()), what: "the account service" },
         auth: auth::AuthClient(upstreams.auth),
+        admin: services::Service { upstream: upstreams.admin, what: "the administration service" },
         conversation: services::Service { upstream: upstreams.conversation, what: "the conversation service" },
+        explore: services::Service { upstream: upstreams.explore, what: "the model catalog" },
         inference: services::Service { upstream: upstreams.inference, what: "the model service" },
         secure_cookies: config.secure_cookies,
     };

@@ -14,7 +14,7 @@ use axum::extract::FromRequestParts;
 use axum::http::HeaderValue;
 use axum::http::header::SET_COOKIE;
 use axum::http::request::Parts;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use kit::authn::Identity;
@@ -24,6 +24,7 @@ use rand::RngCore;
 use crate::AppState;
 use crate::auth::Tokens;
 use crate::error::WebError;
+use crate::services::Caller;
 
 pub const ACCESS_COOKIE: &str = "ollamanet_access";
 pub const SESSION_COOKIE: &str = "ollamanet_session";
@@ -45,6 +46,14 @@ fn random_token() -> String {
 /// Equal, in a time that does not depend on where they differ.
 fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// What the header of a signed-in page shows; every form on the page also takes its `csrf`.
+pub struct Nav<'a> {
+    pub csrf: &'a str,
+    pub username: &'a str,
+    /// Whether to show the way to the administration pages.
+    pub admin: bool,
 }
 
 /// The visitor of a page: signed in or not, and the cookies their response must set.
@@ -118,6 +127,35 @@ impl Visitor {
         self.access = None;
         for name in [ACCESS_COOKIE, SESSION_COOKIE] {
             self.set_cookies.push(set_cookie(name, "", 0, "Lax", self.secure));
+        }
+    }
+
+    /// The visitor as a caller of the services; anyone not signed in is sent to sign in.
+    pub fn member(&self) -> Result<Caller<'_>, Response> {
+        match (&self.identity, &self.access) {
+            (Some(identity), Some(access)) => Ok(Caller { identity, access }),
+            _ => Err(Redirect::to("/login").into_response()),
+        }
+    }
+
+    /// As `member`, for the administration pages: a signed-in user without the Admin role is
+    /// refused. (The services the pages call check the role again.)
+    pub fn admin(&self) -> Result<Caller<'_>, Response> {
+        let caller = self.member()?;
+        if caller.identity.has_role(kit::authn::ADMIN_ROLE) {
+            Ok(caller)
+        } else {
+            Err(WebError::AdminsOnly.into_response())
+        }
+    }
+
+    /// The header of a signed-in page.
+    pub fn nav(&self) -> Nav<'_> {
+        let identity = self.identity.as_ref();
+        Nav {
+            csrf: &self.csrf,
+            username: identity.map(|i| i.username.as_str()).unwrap_or_default(),
+            admin: identity.is_some_and(|i| i.has_role(kit::authn::ADMIN_ROLE)),
         }
     }
 
