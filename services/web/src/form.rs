@@ -4,6 +4,7 @@
 use axum::extract::{FromRequest, Request};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
 
 use crate::error::WebError;
 
@@ -18,4 +19,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Form<T> {
             Err(_) => Err(WebError::BadForm.into_response()),
         }
     }
+}
+
+/// A field left blank (a `<select>`'s "none" option) as `None`; anything else as `T`.
+pub fn blank_as_none<'de, D: Deserializer<'de>, T: std::str::FromStr>(d: D) -> Result<Option<T>, D::Error> {
+    let text = String::deserialize(d)?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| serde::de::Error::custom("not a valid value"))
 }

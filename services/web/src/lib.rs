@@ -15,8 +15,9 @@ mod session;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, header};
-use axum::routing::get;
+use axum::routing::{get, post};
 use kit::authn::Authenticator;
 use kit::http::Readiness;
 use kit::service::{ServiceContext, ServiceHandle};
@@ -25,6 +26,10 @@ use kit::upstream::Upstream;
 pub use config::WebConfig;
 
 pub const NAME: &str = "web";
+
+/// The largest upload form the pages take: the conversation service's default document limit
+/// (20 MiB) and room for the form's other fields.
+const UPLOAD_LIMIT: usize = 21 * 1024 * 1024;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -69,15 +74,28 @@ pub fn start(ctx: &ServiceContext, config: &WebConfig, upstreams: Upstreams) -> 
         .route("/", get(pages::home))
         .route("/login", get(pages::login_page).post(pages::login))
         .route("/register", get(pages::register_page).post(pages::register))
-        .route("/logout", axum::routing::post(pages::logout))
+        .route("/logout", post(pages::logout))
         .route("/forgot", get(pages::forgot_page).post(pages::forgot))
         .route("/reset", get(pages::reset_page).post(pages::reset))
         .route("/chat", get(chat::list).post(chat::create))
-        .route("/chat/{id}", get(chat::show))
-        .route("/chat/{id}/messages", axum::routing::post(chat::send))
-        .route("/chat/{id}/messages/{message}/regenerate", axum::routing::post(chat::regenerate))
-        .route("/chat/{id}/stop", axum::routing::post(chat::stop))
-        .route("/chat/{id}/branch", axum::routing::post(chat::branch))
+        .route("/chat/folders", post(chat::create_folder))
+        .route("/chat/folders/{id}", post(chat::update_folder))
+        .route("/chat/folders/{id}/delete", post(chat::delete_folder))
+        .route("/chat/{id}", get(chat::show).post(chat::update))
+        .route("/chat/{id}/delete", post(chat::delete))
+        .route("/chat/{id}/export", get(chat::export))
+        .route(
+            "/chat/{id}/documents",
+            get(chat::document_status).post(chat::upload).layer(DefaultBodyLimit::max(UPLOAD_LIMIT)),
+        )
+        .route("/chat/{id}/documents/{document}/delete", post(chat::delete_document))
+        .route("/chat/{id}/messages", post(chat::send))
+        .route("/chat/{id}/messages/{message}/regenerate", post(chat::regenerate))
+        .route("/chat/{id}/messages/{message}/feedback", post(chat::feedback))
+        .route("/chat/{id}/messages/{message}/notes", post(chat::note))
+        .route("/chat/{id}/notes/{note}/delete", post(chat::delete_note))
+        .route("/chat/{id}/stop", post(chat::stop))
+        .route("/chat/{id}/branch", post(chat::branch))
         .route("/static/app.css", get(pages::style))
         .route("/static/chat.js", get(chat::script))
         .with_state(state)

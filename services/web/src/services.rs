@@ -4,6 +4,7 @@
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, Request, StatusCode, header};
 use axum::response::Response;
+use bytes::Bytes;
 use http_body_util::BodyExt;
 use kit::authn::Identity;
 use kit::upstream::Upstream;
@@ -36,6 +37,30 @@ impl Service {
         body: Option<&Value>,
         accept: &'static str,
     ) -> Result<Response<Body>, WebError> {
+        let body = body.map(|json| (HeaderValue::from_static("application/json"), Body::from(json.to_string())));
+        self.dispatch(caller, method, path, body, accept).await
+    }
+
+    /// Posts a body as it is (an upload's multipart form), refused as `json` is.
+    pub async fn upload(
+        &self,
+        caller: &Caller<'_>,
+        path: &str,
+        content_type: HeaderValue,
+        body: Body,
+    ) -> Result<Bytes, WebError> {
+        let res = self.dispatch(caller, Method::POST, path, Some((content_type, body)), "application/json").await?;
+        self.checked(res).await
+    }
+
+    async fn dispatch(
+        &self,
+        caller: &Caller<'_>,
+        method: Method,
+        path: &str,
+        body: Option<(HeaderValue, Body)>,
+        accept: &'static str,
+    ) -> Result<Response<Body>, WebError> {
         let upstream = self.upstream.as_ref().ok_or(WebError::Unavailable(self.what))?;
         let bearer = HeaderValue::from_str(&format!("Bearer {}", caller.access))
             .map_err(|e| WebError::Internal(e.to_string()))?;
@@ -45,9 +70,9 @@ impl Service {
             Some(&bearer),
         );
         let body = match body {
-            Some(json) => {
-                req = req.header(header::CONTENT_TYPE, "application/json");
-                Body::from(json.to_string())
+            Some((content_type, body)) => {
+                req = req.header(header::CONTENT_TYPE, content_type);
+                body
             }
             None => Body::empty(),
         };
@@ -64,7 +89,34 @@ impl Service {
         path: &str,
         body: Option<&Value>,
     ) -> Result<T, WebError> {
+        let bytes = self.call(caller, method, path, body).await?;
+        serde_json::from_slice(&bytes).map_err(|e| WebError::Internal(e.to_string()))
+    }
+
+    /// A call whose answer the page does not need (a change, a deletion), refused as `json` is.
+    pub async fn perform(
+        &self,
+        caller: &Caller<'_>,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(), WebError> {
+        self.call(caller, method, path, body).await.map(drop)
+    }
+
+    async fn call(
+        &self,
+        caller: &Caller<'_>,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Bytes, WebError> {
         let res = self.send(caller, method, path, body, "application/json").await?;
+        self.checked(res).await
+    }
+
+    /// The body of a successful answer; a refusal as `Refused` with the service's reason.
+    pub async fn checked(&self, res: Response<Body>) -> Result<Bytes, WebError> {
         let status = res.status();
         let bytes = res.into_body().collect().await.map_err(|_| WebError::Unavailable(self.what))?.to_bytes();
         if status == StatusCode::NOT_FOUND {
@@ -77,6 +129,6 @@ impl Service {
         if !status.is_success() {
             return Err(WebError::Unavailable(self.what));
         }
-        serde_json::from_slice(&bytes).map_err(|e| WebError::Internal(e.to_string()))
+        Ok(bytes)
     }
 }

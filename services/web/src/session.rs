@@ -37,7 +37,8 @@ fn set_cookie(name: &str, value: &str, max_age: u64, same_site: &str, secure: bo
     HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-fn random_token() -> String {
+/// 256 random bits, URL- and header-safe.
+pub fn random_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)

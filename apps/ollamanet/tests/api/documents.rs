@@ -216,10 +216,10 @@ async fn conversation(d: &Deployment, token: &str, body: Value) -> String {
     c["id"].as_str().unwrap().to_owned()
 }
 
-const BOUNDARY: &str = "ollamanet-test-7f3a9c";
+pub(crate) const BOUNDARY: &str = "ollamanet-test-7f3a9c";
 
 /// A `multipart/form-data` body of (name, file name, bytes) parts.
-fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
+pub(crate) fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
     let mut body = Vec::new();
     for (name, file_name, bytes) in parts {
         body.extend_from_slice(format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"").as_bytes());

@@ -8,12 +8,13 @@ use kit::testing::TestInfra;
 use reqwest::{Method, StatusCode, header};
 use serde_json::json;
 
+use crate::documents::{BOUNDARY, multipart};
 use crate::fake_ollama::{FakeOllama, platform_on};
 use crate::helpers::{Deployment, Mode, PASSWORD, base_config};
 
 /// A browser: its cookies, sent back as a browser would, and no redirect following, so that
 /// each answer can be looked at.
-struct Browser<'a> {
+pub(crate) struct Browser<'a> {
     d: &'a Deployment,
     client: reqwest::Client,
     cookies: BTreeMap<String, String>,
@@ -22,12 +23,12 @@ struct Browser<'a> {
 }
 
 impl<'a> Browser<'a> {
-    fn new(d: &'a Deployment) -> Self {
+    pub(crate) fn new(d: &'a Deployment) -> Self {
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         Self { d, client, cookies: BTreeMap::new(), last_set: Vec::new() }
     }
 
-    async fn send(
+    pub(crate) async fn send(
         &mut self,
         method: Method,
         path: &str,
@@ -36,11 +37,30 @@ impl<'a> Browser<'a> {
         self.send_accepting(method, path, form, "text/html").await
     }
 
-    async fn send_accepting(
+    pub(crate) async fn send_accepting(
         &mut self,
         method: Method,
         path: &str,
         form: Option<&[(&str, &str)]>,
+        accept: &str,
+    ) -> (StatusCode, String, String) {
+        let body = form.map(|form| ("application/x-www-form-urlencoded".to_owned(), urlencoded(form).into_bytes()));
+        self.exchange(method, path, body, accept).await
+    }
+
+    /// Posts a file form (`multipart/form-data`) with the page's CSRF token, as a browser does.
+    pub(crate) async fn post_file(&mut self, path: &str, name: &str, bytes: &[u8]) -> (StatusCode, String, String) {
+        let csrf = self.cookies.get("ollamanet_csrf").cloned().expect("a CSRF cookie: get a page first");
+        let body = multipart(&[("csrf", None, csrf.as_bytes()), ("file", Some(name), bytes)]);
+        let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
+        self.exchange(Method::POST, path, Some((content_type, body)), "text/html").await
+    }
+
+    async fn exchange(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<(String, Vec<u8>)>,
         accept: &str,
     ) -> (StatusCode, String, String) {
         let mut req = self.client.request(method, self.d.at(path)).header(header::ACCEPT, accept);
@@ -48,8 +68,8 @@ impl<'a> Browser<'a> {
         if !jar.is_empty() {
             req = req.header(header::COOKIE, jar.join("; "));
         }
-        if let Some(form) = form {
-            req = req.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(urlencoded(form));
+        if let Some((content_type, body)) = body {
+            req = req.header(header::CONTENT_TYPE, content_type).body(body);
         }
         let res = req.send().await.unwrap();
         let status = res.status();
@@ -69,17 +89,17 @@ impl<'a> Browser<'a> {
         (status, location, body)
     }
 
-    async fn get(&mut self, path: &str) -> (StatusCode, String, String) {
+    pub(crate) async fn get(&mut self, path: &str) -> (StatusCode, String, String) {
         self.send(Method::GET, path, None).await
     }
 
     /// Posts a form with the page's CSRF token.
-    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> (StatusCode, String, String) {
+    pub(crate) async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> (StatusCode, String, String) {
         self.post_accepting(path, fields, "text/html").await
     }
 
     /// Posts a form as the page's script does, asking for `accept`.
-    async fn post_accepting(
+    pub(crate) async fn post_accepting(
         &mut self,
         path: &str,
         fields: &[(&str, &str)],
@@ -133,7 +153,7 @@ async fn a_visitor_registers_signs_out_and_signs_in_again() {
     assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/chat"), "the start page is the chat");
     let (status, _, home) = b.get("/chat").await;
     assert_eq!(status, StatusCode::OK, "{home}");
-    assert!(home.contains("webby") && home.contains("No conversations yet"), "{home}");
+    assert!(home.contains("webby") && home.contains("No conversations here"), "{home}");
 
     // The start page lists the user's conversations, read from the conversation service as them.
     let token =
