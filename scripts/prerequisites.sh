@@ -30,3 +30,21 @@ ensure_build_tools() {
         fi
     fi
 }
+
+# The browser tests (e2e/): Node.js with playwright-core from npm, and Debian's Chromium.
+ensure_browser_tools() {
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        command -v node >/dev/null 2>&1 || apt_install nodejs npm
+        apt_install chromium
+    fi
+    local major
+    major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+    if [ "$major" -lt 20 ]; then
+        echo "the browser tests need Node.js 20 or later (found: $(node --version 2>/dev/null || echo none))" >&2
+        return 1
+    fi
+    if [ ! -d e2e/node_modules/playwright-core ] || [ e2e/package-lock.json -nt e2e/node_modules/.package-lock.json ]; then
+        echo "==> installing the browser tests' packages"
+        npm ci --prefix e2e --no-audit --no-fund
+    fi
+}

@@ -3,6 +3,7 @@
 
 mod authz;
 mod bad_input;
+mod browser;
 mod catalog;
 mod cli;
 mod conversations;
