@@ -237,6 +237,10 @@ pub async fn home(visitor: Visitor) -> Response {
 }
 
 pub async fn style() -> Response {
-    ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], STYLE)
-        .into_response()
+    asset("text/css; charset=utf-8", STYLE)
+}
+
+/// A file of the site's own (stylesheet, scripts), cached for an hour.
+pub fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=3600")], body).into_response()
 }

@@ -2,16 +2,26 @@
 //! access token over the network.
 
 use axum::body::Body;
-use axum::http::{HeaderValue, Method, Request, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use kit::authn::Identity;
 use kit::upstream::Upstream;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::WebError;
+
+/// A page of a service's list.
+#[derive(Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Where the next page starts; none on the last.
+    #[serde(default)]
+    pub next_cursor: Option<String>,
+}
 
 /// Who the call is for.
 pub struct Caller<'a> {
@@ -124,11 +134,41 @@ impl Service {
         }
         if status.is_client_error() {
             let problem: Value = serde_json::from_slice(&bytes).unwrap_or_default();
-            return Err(WebError::Refused(problem["detail"].as_str().unwrap_or("refused").to_owned()));
+            return Err(WebError::Refused(reason(&problem)));
         }
         if !status.is_success() {
             return Err(WebError::Unavailable(self.what));
         }
         Ok(bytes)
     }
+}
+
+/// What a problem says was wrong, with the fields it names: a form can then be corrected.
+fn reason(problem: &Value) -> String {
+    let detail = problem["detail"].as_str().unwrap_or("refused");
+    let fields: Vec<String> = problem["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| format!("{}: {}", e["field"].as_str().unwrap_or("?"), e["message"].as_str().unwrap_or("invalid")))
+        .collect();
+    if fields.is_empty() { detail.to_owned() } else { format!("{detail} ({})", fields.join("; ")) }
+}
+
+/// Whether the page's script asked for the answer as server-sent events.
+pub fn wants_events(headers: &HeaderMap) -> bool {
+    headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"))
+}
+
+/// A service's event stream, passed on to the browser as it comes (its status and content type
+/// kept), never cached.
+pub fn pass_events(res: Response<Body>) -> Response {
+    let (parts, events) = res.into_parts();
+    let mut out = Response::new(Body::new(events));
+    *out.status_mut() = parts.status;
+    if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
+        out.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
+    }
+    out.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    out
 }

@@ -57,6 +57,23 @@ pub struct Nav<'a> {
     pub admin: bool,
 }
 
+/// Why a page is not for its visitor; answered with `Visitor::respond`.
+pub enum Gate {
+    /// Not signed in: to the sign-in page.
+    SignIn,
+    /// Signed in without the Admin role.
+    AdminsOnly,
+}
+
+impl IntoResponse for Gate {
+    fn into_response(self) -> Response {
+        match self {
+            Gate::SignIn => Redirect::to("/login").into_response(),
+            Gate::AdminsOnly => WebError::AdminsOnly.into_response(),
+        }
+    }
+}
+
 /// The visitor of a page: signed in or not, and the cookies their response must set.
 pub struct Visitor {
     pub identity: Option<Identity>,
@@ -132,22 +149,18 @@ impl Visitor {
     }
 
     /// The visitor as a caller of the services; anyone not signed in is sent to sign in.
-    pub fn member(&self) -> Result<Caller<'_>, Response> {
+    pub fn member(&self) -> Result<Caller<'_>, Gate> {
         match (&self.identity, &self.access) {
             (Some(identity), Some(access)) => Ok(Caller { identity, access }),
-            _ => Err(Redirect::to("/login").into_response()),
+            _ => Err(Gate::SignIn),
         }
     }
 
     /// As `member`, for the administration pages: a signed-in user without the Admin role is
     /// refused. (The services the pages call check the role again.)
-    pub fn admin(&self) -> Result<Caller<'_>, Response> {
+    pub fn admin(&self) -> Result<Caller<'_>, Gate> {
         let caller = self.member()?;
-        if caller.identity.has_role(kit::authn::ADMIN_ROLE) {
-            Ok(caller)
-        } else {
-            Err(WebError::AdminsOnly.into_response())
-        }
+        if caller.identity.has_role(kit::authn::ADMIN_ROLE) { Ok(caller) } else { Err(Gate::AdminsOnly) }
     }
 
     /// The header of a signed-in page.

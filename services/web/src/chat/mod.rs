@@ -22,7 +22,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::error::render_private;
 use crate::form::Form;
-use crate::services::Caller;
+use crate::services::{Caller, Page};
 use crate::session::{Nav, Visitor};
 
 pub use annotations::{delete_note, feedback, note};
@@ -40,13 +40,6 @@ pub struct Summary {
     pub folder_id: Uuid,
     pub pinned: bool,
     pub archived: bool,
-}
-
-/// A page of a list from the conversation service.
-#[derive(Deserialize)]
-struct Page<T> {
-    items: Vec<T>,
-    next_cursor: Option<String>,
 }
 
 /// A folder in the sidebar's tree.

@@ -2,10 +2,9 @@
 //! branches, stopping. Without JavaScript a message is sent as a form and the page comes back
 //! with the reply; with it (`static/chat.js`) the reply streams in token by token.
 
-use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, Method, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::http::{HeaderMap, Method};
+use axum::response::{Redirect, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -13,6 +12,7 @@ use uuid::Uuid;
 use super::{CsrfOnly, act};
 use crate::AppState;
 use crate::form::Form;
+use crate::services::{pass_events, wants_events};
 use crate::session::Visitor;
 
 #[derive(Deserialize)]
@@ -70,22 +70,11 @@ async fn reply(
         Ok(caller) => caller,
         Err(to) => return visitor.respond(to),
     };
-    let streamed =
-        headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"));
-    if streamed {
-        let res = match s.conversation.send(&caller, Method::POST, path, Some(&body), "text/event-stream").await {
-            Ok(res) => res,
-            Err(e) => return visitor.respond(e),
+    if wants_events(headers) {
+        return match s.conversation.send(&caller, Method::POST, path, Some(&body), "text/event-stream").await {
+            Ok(res) => visitor.respond(pass_events(res)),
+            Err(e) => visitor.respond(e),
         };
-        // The events pass through as they come; the status and content type are the service's.
-        let (parts, events) = res.into_parts();
-        let mut out = Response::new(Body::new(events));
-        *out.status_mut() = parts.status;
-        if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
-            out.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
-        }
-        out.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        return visitor.respond(out);
     }
     body["stream"] = json!(false);
     match s.conversation.json::<Value>(&caller, Method::POST, path, Some(&body)).await {
@@ -124,9 +113,5 @@ pub async fn branch(
 }
 
 pub async fn script() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
-        include_str!("../../static/chat.js"),
-    )
-        .into_response()
+    crate::pages::asset("text/javascript; charset=utf-8", include_str!("../../static/chat.js"))
 }
