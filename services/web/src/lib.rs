@@ -2,6 +2,7 @@
 //! in HttpOnly cookies and CSRF-protected forms (see `session.rs`). It calls the other services
 //! as the signed-in user, like any client. See `docs/web.md`.
 
+mod admin;
 mod auth;
 mod chat;
 mod config;
@@ -96,6 +97,22 @@ pub fn start(ctx: &ServiceContext, config: &WebConfig, upstreams: Upstreams) -> 
         .route("/chat/{id}/notes/{note}/delete", post(chat::delete_note))
         .route("/chat/{id}/stop", post(chat::stop))
         .route("/chat/{id}/branch", post(chat::branch))
+        // The administration pages (admins only).
+        .route("/admin", get(admin::overview))
+        .route("/admin/users", get(admin::users))
+        .route("/admin/users/{id}", get(admin::user))
+        .route("/admin/users/{id}/{action}", post(admin::user_action))
+        .route("/admin/models", get(admin::catalog).post(admin::create_model))
+        .route("/admin/models/{*name}", get(admin::model).post(admin::model_action))
+        .route("/admin/tags", get(admin::tags).post(admin::create_tag))
+        .route("/admin/tags/{id}/{action}", post(admin::tag_action))
+        .route("/admin/engines", get(admin::engines))
+        .route("/admin/engines/{node}", get(admin::engine))
+        .route("/admin/engines/{node}/pull", post(admin::pull))
+        .route("/admin/engines/{node}/delete", post(admin::delete_model))
+        .route("/admin/audit", get(admin::audit))
+        .route("/admin/usage", get(admin::usage))
+        .route("/static/admin.js", get(admin::script))
         .route("/static/app.css", get(pages::style))
         .route("/static/chat.js", get(chat::script))
         .with_state(state)

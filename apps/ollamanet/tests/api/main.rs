@@ -24,4 +24,5 @@ mod resilience;
 mod role_matrix;
 mod story;
 mod web;
+mod web_admin;
 mod web_chat;
