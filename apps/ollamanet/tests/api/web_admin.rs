@@ -281,7 +281,7 @@ async fn explored(d: &Deployment, token: Option<&str>, name: &str) -> Option<Val
 #[tokio::test]
 async fn web_admin_catalog_edits_show_in_explore() {
     let d = Deployment::start(Mode::AllInOne).await;
-    let (mut admin, token) = admin_browser(&d, "root").await;
+    let (mut admin, _) = admin_browser(&d, "root").await;
     let user = d.user_token("ulla").await;
 
     let created = [("name", "Team/Coder:7B"), ("description", "First words"), ("public", "on")];
@@ -363,7 +363,17 @@ async fn web_admin_catalog_edits_show_in_explore() {
     let (status, _, _) = admin.post(model, &[("action", "restore")]).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert!(explored(&d, Some(&user), "team/coder:7b").await.is_some());
-    let _ = token;
+
+    // The audit page shows the catalog's changes, each linked to the model's page.
+    eventually("the catalog's changes in the audit log", async || {
+        admin.get("/admin/audit?target_type=model").await.2.contains("model.restore")
+    })
+    .await;
+    let (_, _, page) = admin.get("/admin/audit?target_type=model").await;
+    for action in ["model.create", "model.update", "model.delete", "model.restore"] {
+        assert!(page.contains(&format!("<td>{action} <span")), "{action}: {page}");
+    }
+    assert!(page.contains("<a href=\"/admin/models/team/coder:7b\">team/coder:7b</a>"), "{page}");
 }
 
 /// The engines page lists the embedded engine and an outside Ollama server (a test double); a
@@ -433,8 +443,9 @@ async fn web_admin_engines_pull_with_progress_and_the_audit_shows_it() {
     let (status, _, page) = admin.get("/admin/audit?target_type=engine").await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert!(page.contains("engine.pull") && page.contains("engine.delete_model"), "{page}");
-    assert!(shows(&page, "{\"model\":\"delta:latest\"}") || shows(&page, "delta"), "{page}");
+    assert!(shows(&page, "\"delta\"") && shows(&page, "\"epsilon\""), "what was pulled: {page}");
     assert!(page.contains(&format!("href=\"/admin/users/{}\">root</a>", me["id"].as_str().unwrap())), "{page}");
+    assert!(page.contains(&format!("<a href=\"/admin/engines/{node}\">{node}</a>")), "{page}");
     let (_, _, page) = admin.get("/admin/audit?action=engine.delete_model").await;
     assert!(!page.contains("engine.pull <"), "{page}");
     let (status, _, page) = admin.get("/admin/audit?actor_id=not-an-id").await;

@@ -65,9 +65,15 @@ struct Entry {
 }
 
 impl Entry {
-    /// The user page of a target that is a user.
-    fn user_target(&self) -> Option<&str> {
-        (self.target_type == "user").then_some(self.target_id.as_str())
+    /// The administration page of the entry's target, when it has one.
+    fn target_page(&self) -> Option<String> {
+        let section = match self.target_type.as_str() {
+            "user" => "users",
+            "model" => "models",
+            "engine" => "engines",
+            _ => return None,
+        };
+        Some(format!("/admin/{section}/{}", self.target_id))
     }
 }
 

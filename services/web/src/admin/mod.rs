@@ -10,6 +10,7 @@
 mod activity;
 mod engines;
 mod models;
+mod tags;
 mod users;
 
 use std::fmt;
@@ -21,7 +22,8 @@ use serde::Deserialize;
 
 pub use activity::{audit, usage};
 pub use engines::{delete_model, engine, engines, pull};
-pub use models::{catalog, create_model, create_tag, model, model_action, tag_action, tags};
+pub use models::{catalog, create_model, model, model_action};
+pub use tags::{create_tag, tag_action, tags};
 pub use users::{user, user_action, users};
 
 use crate::error::render_private;

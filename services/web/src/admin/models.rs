@@ -1,6 +1,6 @@
-//! `/admin/models` and `/admin/tags`: the model catalog (the admin service's
-//! `/api/admin/models…` and `/api/admin/tags…`). A model's page edits its fields and its access
-//! rule, deletes and restores it, fills its details from the engines, and puts tags on it.
+//! `/admin/models`: the model catalog (the admin service's `/api/admin/models…`). A model's page
+//! edits its fields and its access rule, deletes and restores it, fills its details from the
+//! engines, and puts tags on it (`/api/admin/tags/{id}/models`).
 //! Model names hold `:` and `/`, so a model's address is `/admin/models/{*name}` and its forms
 //! say what to do in an `action` field.
 
@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use super::tags::TagCount;
 use super::{Done, Fields, Flash, When, encode, link};
 use crate::AppState;
 use crate::error::{WebError, render_private};
@@ -83,13 +84,6 @@ struct Installed {
 #[derive(Deserialize)]
 struct Role {
     name: String,
-}
-
-#[derive(Deserialize)]
-struct TagCount {
-    id: Uuid,
-    name: String,
-    models: i64,
 }
 
 #[derive(Deserialize)]
@@ -338,80 +332,4 @@ fn model_change(form: &Fields) -> Result<Value, WebError> {
         "capabilities": list("capabilities"),
         "access": {"public": form.checked("public"), "roles": form.all("role")},
     }))
-}
-
-#[derive(Template)]
-#[template(path = "admin_tags.html")]
-struct TagsPage<'a> {
-    nav: Nav<'a>,
-    flash: Flash,
-    tags: Vec<TagCount>,
-}
-
-const TAGS_DONE: &[(&str, &str)] =
-    &[("create", "The tag is created."), ("rename", "The tag is renamed."), ("delete", "The tag is deleted.")];
-
-/// Every tag with how many live models carry it.
-pub async fn tags(State(s): State<AppState>, visitor: Visitor, Query(q): Query<Done>) -> Response {
-    show_tags(&s, visitor, Flash::done(q.done.as_deref(), TAGS_DONE)).await
-}
-
-async fn show_tags(s: &AppState, visitor: Visitor, flash: Flash) -> Response {
-    let caller = match visitor.admin() {
-        Ok(caller) => caller,
-        Err(to) => return visitor.respond(to),
-    };
-    let tags = match s.admin.json::<Vec<TagCount>>(&caller, Method::GET, "/api/admin/tags", None).await {
-        Ok(tags) => tags,
-        Err(e) => return visitor.respond(e),
-    };
-    let status = flash.status();
-    let page = render_private(&TagsPage { nav: visitor.nav(), flash, tags });
-    visitor.respond((status, page))
-}
-
-pub async fn create_tag(State(s): State<AppState>, visitor: Visitor, Form(form): Form<Fields>) -> Response {
-    let body = json!({"name": form.get("name")});
-    change_tag(&s, visitor, &form, Method::POST, "/api/admin/tags".to_owned(), Some(body), "create").await
-}
-
-/// `rename` (to `name`) or `delete` a tag.
-pub async fn tag_action(
-    State(s): State<AppState>,
-    visitor: Visitor,
-    Path((id, action)): Path<(Uuid, String)>,
-    Form(form): Form<Fields>,
-) -> Response {
-    let path = format!("/api/admin/tags/{id}");
-    match action.as_str() {
-        "rename" => {
-            let body = json!({"name": form.get("name")});
-            change_tag(&s, visitor, &form, Method::PATCH, path, Some(body), "rename").await
-        }
-        "delete" => change_tag(&s, visitor, &form, Method::DELETE, path, None, "delete").await,
-        _ => visitor.respond(WebError::NotFound),
-    }
-}
-
-async fn change_tag(
-    s: &AppState,
-    visitor: Visitor,
-    form: &Fields,
-    method: Method,
-    path: String,
-    body: Option<Value>,
-    done: &str,
-) -> Response {
-    if let Err(e) = visitor.check_csrf(form.get("csrf")) {
-        return visitor.respond(e);
-    }
-    let caller = match visitor.admin() {
-        Ok(caller) => caller,
-        Err(to) => return visitor.respond(to),
-    };
-    match s.admin.perform(&caller, method, &path, body.as_ref()).await {
-        Ok(()) => visitor.respond(Redirect::to(&format!("/admin/tags?done={done}"))),
-        Err(WebError::Refused(reason)) => show_tags(s, visitor, Flash::refused(reason)).await,
-        Err(e) => visitor.respond(e),
-    }
 }
