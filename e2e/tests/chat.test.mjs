@@ -210,9 +210,10 @@ test("what users and documents say is shown, never run", async () => {
 
 test("notes and feedback on a reply", async () => {
   const reply = rendered(user).first();
-  await reply.locator("[aria-label='Good reply']").click();
+  await reply.locator("button.rating", { hasText: /^Helpful$/ }).click();
   await user.waitForLoadState("load");
-  assert.equal(await rendered(user).first().locator("[aria-label='Good reply']").getAttribute("aria-pressed"), "true");
+  const helpful = rendered(user).first().locator("button.rating", { hasText: /^Helpful$/ });
+  assert.equal(await helpful.getAttribute("aria-pressed"), "true");
   await rendered(user).first().locator("summary", { hasText: "Add a note" }).click();
   await rendered(user).first().locator("textarea").fill("Check this against the atlas.");
   await rendered(user).first().locator("text=Save the note").click();

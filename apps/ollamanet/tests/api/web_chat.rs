@@ -215,12 +215,12 @@ async fn web_chat_documents_are_attached_and_cited_and_replies_take_notes_and_fe
     let (status, location, _) = b.post(&feedback, &[("rating", "up")]).await;
     assert_eq!((status, location), (StatusCode::SEE_OTHER, format!("{conversation}#m-{reply}")));
     let (_, _, page) = b.get(&conversation).await;
-    assert!(page.contains("aria-label=\"Good reply\" aria-pressed=\"true\""), "{page}");
+    assert!(page.contains("aria-pressed=\"true\">Helpful</button>"), "{page}");
     let given = page.split("name=\"feedback\" value=\"").nth(1).unwrap()[..36].to_owned();
     b.post(&feedback, &[("rating", "down"), ("feedback", &given), ("comment", "")]).await;
     let (_, _, page) = b.get(&conversation).await;
-    assert!(page.contains("aria-label=\"Bad reply\" aria-pressed=\"true\""), "{page}");
-    assert!(!page.contains("aria-label=\"Good reply\" aria-pressed"), "{page}");
+    assert!(page.contains("aria-pressed=\"true\">Not helpful</button>"), "{page}");
+    assert!(!page.contains("aria-pressed=\"true\">Helpful</button>"), "{page}");
 
     // A note on the reply, then deleted.
     let length = page.split("name=\"end\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
