@@ -6,9 +6,11 @@ mod auth;
 mod chat;
 mod config;
 mod error;
+mod explore;
 mod form;
 mod markdown;
 mod pages;
+mod profile;
 mod services;
 mod session;
 
@@ -78,6 +80,14 @@ pub fn start(ctx: &ServiceContext, config: &WebConfig, upstreams: Upstreams) -> 
         .route("/chat/{id}/messages/{message}/regenerate", axum::routing::post(chat::regenerate))
         .route("/chat/{id}/stop", axum::routing::post(chat::stop))
         .route("/chat/{id}/branch", axum::routing::post(chat::branch))
+        // The profile (signed-in users) and the model catalog (anyone).
+        .route("/profile", get(profile::show))
+        .route("/profile/account", axum::routing::post(profile::update))
+        .route("/profile/password", axum::routing::post(profile::change_password))
+        .route("/profile/keys", axum::routing::post(profile::create_key))
+        .route("/profile/keys/{id}/revoke", axum::routing::post(profile::revoke_key))
+        .route("/explore", get(explore::catalog))
+        .route("/explore/{*name}", get(explore::model))
         .route("/static/app.css", get(pages::style))
         .route("/static/chat.js", get(chat::script))
         .with_state(state)

@@ -23,3 +23,4 @@ mod resilience;
 mod role_matrix;
 mod story;
 mod web;
+mod web_pages;

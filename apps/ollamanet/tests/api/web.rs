@@ -13,21 +13,21 @@ use crate::helpers::{Deployment, Mode, PASSWORD, base_config};
 
 /// A browser: its cookies, sent back as a browser would, and no redirect following, so that
 /// each answer can be looked at.
-struct Browser<'a> {
+pub(crate) struct Browser<'a> {
     d: &'a Deployment,
     client: reqwest::Client,
-    cookies: BTreeMap<String, String>,
+    pub(crate) cookies: BTreeMap<String, String>,
     /// The `Set-Cookie` lines of the last answer.
     last_set: Vec<String>,
 }
 
 impl<'a> Browser<'a> {
-    fn new(d: &'a Deployment) -> Self {
+    pub(crate) fn new(d: &'a Deployment) -> Self {
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         Self { d, client, cookies: BTreeMap::new(), last_set: Vec::new() }
     }
 
-    async fn send(
+    pub(crate) async fn send(
         &mut self,
         method: Method,
         path: &str,
@@ -69,12 +69,12 @@ impl<'a> Browser<'a> {
         (status, location, body)
     }
 
-    async fn get(&mut self, path: &str) -> (StatusCode, String, String) {
+    pub(crate) async fn get(&mut self, path: &str) -> (StatusCode, String, String) {
         self.send(Method::GET, path, None).await
     }
 
     /// Posts a form with the page's CSRF token.
-    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> (StatusCode, String, String) {
+    pub(crate) async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> (StatusCode, String, String) {
         self.post_accepting(path, fields, "text/html").await
     }
 
@@ -91,7 +91,7 @@ impl<'a> Browser<'a> {
         self.send_accepting(Method::POST, path, Some(&form), accept).await
     }
 
-    fn set_cookie(&self, name: &str) -> &str {
+    pub(crate) fn set_cookie(&self, name: &str) -> &str {
         self.last_set.iter().find(|c| c.starts_with(&format!("{name}="))).map(String::as_str).unwrap_or_default()
     }
 }
