@@ -62,13 +62,15 @@ impl Viewer {
 }
 
 #[derive(OpenApi)]
-#[openapi(tags((name = "explore", description = "The model catalog, for everyone")))]
+#[openapi(paths(model), tags((name = "explore", description = "The model catalog, for everyone")))]
 struct ApiDoc;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(models))
-        .routes(routes!(model))
+        // Described by `ApiDoc`: a name with a namespace (`hf.co/org/model:tag`) spans several
+        // segments, which only a catch-all matches.
+        .route("/api/explore/models/{*name}", axum::routing::get(model))
         .routes(routes!(tags))
         .routes(routes!(tag_models))
 }

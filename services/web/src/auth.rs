@@ -4,6 +4,7 @@
 use axum::http::{Method, StatusCode};
 use kit::upstream::Upstream;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::error::WebError;
@@ -17,7 +18,7 @@ pub struct Tokens {
     pub refresh_expires_in: u64,
 }
 
-/// Why the auth service said no, as the page shows it.
+/// Why a service said no (its problem), as the page shows it.
 #[derive(Debug, Default)]
 pub struct Refusal {
     pub status: u16,
@@ -28,7 +29,7 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    fn from_problem(status: StatusCode, body: &[u8]) -> Self {
+    pub fn from_problem(status: StatusCode, body: &[u8]) -> Self {
         let problem: Value = serde_json::from_slice(body).unwrap_or_default();
         let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
         let fields = problem["errors"]
@@ -36,6 +37,25 @@ impl Refusal {
             .map(|errors| errors.iter().map(|e| (text(&e["field"]), text(&e["message"]))).collect())
             .unwrap_or_default();
         Self { status: status.as_u16(), code: text(&problem["code"]), message: text(&problem["detail"]), fields }
+    }
+
+    /// The refusal, with its detail shown at `field` when its `code` is about that field (a wrong
+    /// current password is refused as a whole, not as a field).
+    pub fn at_field(mut self, code: &str, field: &str) -> Self {
+        if self.code == code && self.field(field).is_none() {
+            self.fields.push((field.to_owned(), self.message.clone()));
+        }
+        self
+    }
+
+    /// What was wrong, with the fields it names: an error page that says how to correct a form.
+    pub fn reason(&self) -> String {
+        let detail = if self.message.is_empty() { "refused" } else { self.message.as_str() };
+        if self.fields.is_empty() {
+            return detail.to_owned();
+        }
+        let fields: Vec<String> = self.fields.iter().map(|(f, m)| format!("{f}: {m}")).collect();
+        format!("{detail} ({})", fields.join("; "))
     }
 
     /// The message of `field`, if the refusal names it.
@@ -49,6 +69,16 @@ pub enum Outcome<T> {
     Refused(Refusal),
 }
 
+impl<T> Outcome<T> {
+    /// What was done; a refusal as the error page that gives its reason.
+    pub fn done(self) -> Result<T, WebError> {
+        match self {
+            Outcome::Done(value) => Ok(value),
+            Outcome::Refused(r) => Err(WebError::Refused(r.reason())),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct AuthClient(pub Upstream);
 
@@ -60,29 +90,23 @@ impl AuthClient {
         })
     }
 
-    async fn tokens(&self, path: &str, body: Value) -> Result<Outcome<Tokens>, WebError> {
+    /// A call whose refusal a page shows (a wrong password, a taken name).
+    async fn submit<T: DeserializeOwned>(&self, path: &str, body: Value) -> Result<Outcome<T>, WebError> {
         let (status, bytes) = self.post(path, body).await?;
-        if status.is_success() {
-            let tokens = serde_json::from_slice(&bytes).map_err(|e| WebError::Internal(e.to_string()))?;
-            return Ok(Outcome::Done(tokens));
-        }
-        if status.is_server_error() {
-            return Err(WebError::Unavailable("the sign-in service"));
-        }
-        Ok(Outcome::Refused(Refusal::from_problem(status, &bytes)))
+        crate::services::outcome(status, bytes, "the sign-in service")
     }
 
     pub async fn login(&self, login: &str, password: &str) -> Result<Outcome<Tokens>, WebError> {
-        self.tokens("/api/auth/login", json!({"login": login, "password": password})).await
+        self.submit("/api/auth/login", json!({"login": login, "password": password})).await
     }
 
     pub async fn register(&self, username: &str, email: &str, password: &str) -> Result<Outcome<Tokens>, WebError> {
-        self.tokens("/api/auth/register", json!({"username": username, "email": email, "password": password})).await
+        self.submit("/api/auth/register", json!({"username": username, "email": email, "password": password})).await
     }
 
     /// New tokens for a session's refresh token; anything but success ends the session.
     pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, ()> {
-        match self.tokens("/api/auth/refresh", json!({"refresh_token": refresh_token})).await {
+        match self.submit("/api/auth/refresh", json!({"refresh_token": refresh_token})).await {
             Ok(Outcome::Done(tokens)) => Ok(tokens),
             _ => Err(()),
         }
@@ -102,14 +126,6 @@ impl AuthClient {
     }
 
     pub async fn reset(&self, token: &str, password: &str) -> Result<Outcome<()>, WebError> {
-        let (status, bytes) =
-            self.post("/api/auth/password/reset", json!({"token": token, "new_password": password})).await?;
-        if status.is_success() {
-            Ok(Outcome::Done(()))
-        } else if status.is_server_error() {
-            Err(WebError::Unavailable("the sign-in service"))
-        } else {
-            Ok(Outcome::Refused(Refusal::from_problem(status, &bytes)))
-        }
+        self.submit("/api/auth/password/reset", json!({"token": token, "new_password": password})).await
     }
 }

@@ -7,9 +7,11 @@ mod auth;
 mod chat;
 mod config;
 mod error;
+mod explore;
 mod form;
 mod markdown;
 mod pages;
+mod profile;
 mod services;
 mod session;
 
@@ -113,6 +115,14 @@ pub fn start(ctx: &ServiceContext, config: &WebConfig, upstreams: Upstreams) -> 
         .route("/admin/audit", get(admin::audit))
         .route("/admin/usage", get(admin::usage))
         .route("/static/admin.js", get(admin::script))
+        // The profile (signed-in users) and the model catalog (anyone).
+        .route("/profile", get(profile::show))
+        .route("/profile/account", post(profile::update))
+        .route("/profile/password", post(profile::change_password))
+        .route("/profile/keys", post(profile::create_key))
+        .route("/profile/keys/{id}/revoke", post(profile::revoke_key))
+        .route("/explore", get(explore::catalog))
+        .route("/explore/{*name}", get(explore::model))
         .route("/static/app.css", get(pages::style))
         .route("/static/chat.js", get(chat::script))
         .with_state(state)

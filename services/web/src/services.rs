@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::auth::{Outcome, Refusal};
 use crate::error::WebError;
 
 /// A page of a service's list.
@@ -90,7 +91,22 @@ impl Service {
         upstream.call(req).await.map_err(|_| WebError::Unavailable(self.what))
     }
 
-    /// A JSON call; a refusal (4xx) is `Err(Refused)` with the service's problem, so that the
+    /// A JSON call whose refusal (4xx but 404) comes back as the service's problem, so that a
+    /// form can show each field's message next to it.
+    pub async fn submit<T: DeserializeOwned>(
+        &self,
+        caller: &Caller<'_>,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Outcome<T>, WebError> {
+        let res = self.send(caller, method, path, body, "application/json").await?;
+        let status = res.status();
+        let bytes = res.into_body().collect().await.map_err(|_| WebError::Unavailable(self.what))?.to_bytes();
+        outcome(status, bytes, self.what)
+    }
+
+    /// A JSON call; a refusal (4xx) is `Err(Refused)` with the service's reason, so that the
     /// page can say what was wrong.
     pub async fn json<T: DeserializeOwned>(
         &self,
@@ -100,7 +116,19 @@ impl Service {
         body: Option<&Value>,
     ) -> Result<T, WebError> {
         let bytes = self.call(caller, method, path, body).await?;
-        serde_json::from_slice(&bytes).map_err(|e| WebError::Internal(e.to_string()))
+        parse(&bytes)
+    }
+
+    /// A read anyone may make (the model catalog): as the visitor when signed in, so that their
+    /// roles count, else anonymously.
+    pub async fn browse<T: DeserializeOwned>(&self, caller: Option<&Caller<'_>>, path: &str) -> Result<T, WebError> {
+        if let Some(caller) = caller {
+            return self.json(caller, Method::GET, path, None).await;
+        }
+        let upstream = self.upstream.as_ref().ok_or(WebError::Unavailable(self.what))?;
+        let (status, bytes) =
+            upstream.json(Method::GET, path, None::<&Value>).await.map_err(|_| WebError::Unavailable(self.what))?;
+        outcome(status, bytes, self.what)?.done()
     }
 
     /// A call whose answer the page does not need (a change, a deletion), refused as `json` is.
@@ -129,30 +157,41 @@ impl Service {
     pub async fn checked(&self, res: Response<Body>) -> Result<Bytes, WebError> {
         let status = res.status();
         let bytes = res.into_body().collect().await.map_err(|_| WebError::Unavailable(self.what))?.to_bytes();
-        if status == StatusCode::NOT_FOUND {
-            return Err(WebError::NotFound);
-        }
-        if status.is_client_error() {
-            let problem: Value = serde_json::from_slice(&bytes).unwrap_or_default();
-            return Err(WebError::Refused(reason(&problem)));
-        }
-        if !status.is_success() {
-            return Err(WebError::Unavailable(self.what));
-        }
-        Ok(bytes)
+        sort(status, bytes, self.what)?.map_err(|refusal| WebError::Refused(refusal.reason()))
     }
 }
 
-/// What a problem says was wrong, with the fields it names: a form can then be corrected.
-fn reason(problem: &Value) -> String {
-    let detail = problem["detail"].as_str().unwrap_or("refused");
-    let fields: Vec<String> = problem["errors"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| format!("{}: {}", e["field"].as_str().unwrap_or("?"), e["message"].as_str().unwrap_or("invalid")))
-        .collect();
-    if fields.is_empty() { detail.to_owned() } else { format!("{detail} ({})", fields.join("; ")) }
+/// A service's answer sorted: its body, its refusal (4xx but 404: something the visitor can
+/// correct), or the error page it is.
+fn sort(status: StatusCode, bytes: Bytes, what: &'static str) -> Result<Result<Bytes, Refusal>, WebError> {
+    if status == StatusCode::NOT_FOUND {
+        return Err(WebError::NotFound);
+    }
+    if status.is_client_error() {
+        return Ok(Err(Refusal::from_problem(status, &bytes)));
+    }
+    if !status.is_success() {
+        return Err(WebError::Unavailable(what));
+    }
+    Ok(Ok(bytes))
+}
+
+/// A service's answer: what it did, or its refusal for the page to show.
+pub fn outcome<T: DeserializeOwned>(
+    status: StatusCode,
+    bytes: Bytes,
+    what: &'static str,
+) -> Result<Outcome<T>, WebError> {
+    match sort(status, bytes, what)? {
+        Ok(bytes) => parse(&bytes).map(Outcome::Done),
+        Err(refusal) => Ok(Outcome::Refused(refusal)),
+    }
+}
+
+/// A JSON body; a `204 No Content` reads as `null` (`()` or `Value` for calls that expect nothing).
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WebError> {
+    let bytes = if bytes.is_empty() { b"null".as_slice() } else { bytes };
+    serde_json::from_slice(bytes).map_err(|e| WebError::Internal(e.to_string()))
 }
 
 /// Whether the page's script asked for the answer as server-sent events.

@@ -26,3 +26,4 @@ mod story;
 mod web;
 mod web_admin;
 mod web_chat;
+mod web_pages;

@@ -17,7 +17,7 @@ use crate::helpers::{Deployment, Mode, PASSWORD, base_config};
 pub(crate) struct Browser<'a> {
     d: &'a Deployment,
     client: reqwest::Client,
-    cookies: BTreeMap<String, String>,
+    pub(crate) cookies: BTreeMap<String, String>,
     /// The `Set-Cookie` lines of the last answer.
     last_set: Vec<String>,
 }
@@ -111,7 +111,7 @@ impl<'a> Browser<'a> {
         self.send_accepting(Method::POST, path, Some(&form), accept).await
     }
 
-    fn set_cookie(&self, name: &str) -> &str {
+    pub(crate) fn set_cookie(&self, name: &str) -> &str {
         self.last_set.iter().find(|c| c.starts_with(&format!("{name}="))).map(String::as_str).unwrap_or_default()
     }
 }
