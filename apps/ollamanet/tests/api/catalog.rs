@@ -434,3 +434,24 @@ async fn explore_tells_which_models_an_engine_has() {
     let (status, body) = d.call(Method::GET, "/api/admin/models?installed=true", Some(&admin), None).await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_query")));
 }
+
+/// A model named with its namespace (`hf.co/org/model:tag`) spans several path segments: every
+/// route that names a model takes it whole, through the gateway.
+#[tokio::test]
+async fn a_model_named_with_a_namespace_is_reached_on_every_route() {
+    let d = Deployment::start(Mode::AllInOne).await;
+    let admin = d.admin_token("root").await;
+    let name = "hf.co/acme/tiny-model:q4";
+    create_model(&d, &admin, json!({"name": name, "description": "before"})).await;
+    let one = format!("/api/admin/models/{name}");
+    let (status, body) = d.call(Method::GET, &one, Some(&admin), None).await;
+    assert_eq!((status, body["name"].as_str()), (StatusCode::OK, Some(name)), "{body}");
+    let (status, body) = d.call(Method::PATCH, &one, Some(&admin), Some(json!({"description": "after"}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = d.call(Method::GET, &format!("/api/explore/models/{name}"), None, None).await;
+    assert_eq!((status, body["description"].as_str()), (StatusCode::OK, Some("after")), "{body}");
+    let (status, _) = d.call(Method::DELETE, &one, Some(&admin), None).await;
+    assert!(status.is_success(), "{status}");
+    let (status, _) = d.call(Method::GET, &format!("/api/explore/models/{name}"), None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

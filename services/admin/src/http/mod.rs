@@ -52,6 +52,7 @@ impl FromRequestParts<AppState> for AdminCaller {
 
 #[derive(OpenApi)]
 #[openapi(
+    paths(models::get, models::update, models::delete),
     modifiers(&BearerAuth),
     tags(
         (name = "catalog", description = "The model catalog: metadata, access rules, enrichment from engines"),
@@ -68,7 +69,12 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(models::list, models::create))
         .routes(routes!(models::restore))
         .routes(routes!(models::enrich))
-        .routes(routes!(models::get, models::update, models::delete))
+        // Described by `ApiDoc`: a name with a namespace (`hf.co/org/model:tag`) spans several
+        // segments, which only a catch-all matches.
+        .route(
+            "/api/admin/models/{*name}",
+            axum::routing::get(models::get).patch(models::update).delete(models::delete),
+        )
         .routes(routes!(tags::list, tags::create))
         .routes(routes!(tags::rename, tags::delete))
         .routes(routes!(tags::assign, tags::unassign))
