@@ -221,28 +221,55 @@ test("notes and feedback on a reply", async () => {
   assert.match(await rendered(user).first().locator(".note").innerText(), /atlas/);
 });
 
-test("the pages fit a phone", async () => {
-  await user.setViewportSize({ width: 390, height: 844 });
-  await user.reload();
-  await shot(user, "conversation-phone");
-  // What sticks out past the screen's right edge, if anything.
-  const wide = await user.evaluate(() =>
+// What sticks out past the screen's right edge, if anything (wide code and tables scroll inside
+// their own box).
+const tooWide = (page) =>
+  page.evaluate(() =>
     [...document.querySelectorAll("body *")]
       .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1)
       .filter((e) => !e.closest("pre, .table-scroll, .content table"))
       .slice(0, 5)
       .map((e) => `${e.tagName.toLowerCase()}.${e.className} (${Math.round(e.getBoundingClientRect().right)}px)`),
   );
-  assert.deepEqual(wide, [], "nothing is wider than a phone's screen");
+
+// Form controls a screen reader could not name.
+const unlabelled = (page) =>
+  page.evaluate(() =>
+    [...document.querySelectorAll("input:not([type=hidden]), select, textarea")]
+      .filter((c) => c.labels.length === 0 && !c.getAttribute("aria-label"))
+      .map((c) => c.outerHTML.slice(0, 80)),
+  );
+
+test("the pages fit a phone", async () => {
+  await user.setViewportSize({ width: 390, height: 844 });
+  await user.reload();
+  await shot(user, "conversation-phone");
+  assert.deepEqual(await tooWide(user), [], "nothing is wider than a phone's screen");
+  for (const path of ["/chat", "/explore", "/profile"]) {
+    await user.goto(path);
+    assert.deepEqual(await tooWide(user), [], `${path} fits a phone`);
+  }
   await user.setViewportSize({ width: 1280, height: 800 });
 });
 
-test("the main pages", async () => {
+test("the main pages, every control labelled", async () => {
   for (const [path, name] of [["/chat", "chat"], ["/explore", "explore"], ["/profile", "profile"]]) {
     const res = await user.goto(path);
     assert.equal(res.status(), 200, path);
+    assert.deepEqual(await unlabelled(user), [], path);
     await shot(user, name);
   }
+});
+
+test("the keyboard reaches the message box and sends", async () => {
+  await user.goto("/chat");
+  await user.locator(".recent a").first().click();
+  await user.focus("#content");
+  await user.keyboard.type("Say hello.");
+  // Tab to the Send button and press it: no mouse needed.
+  await user.keyboard.press("Tab");
+  assert.equal(await user.evaluate(() => document.activeElement.textContent), "Send");
+  await replyTo(user, () => user.keyboard.press("Enter"));
 });
 
 test("an admin locks the user, whose open page is signed out on their next action", async () => {
@@ -253,6 +280,11 @@ test("an admin locks the user, whose open page is signed out on their next actio
   await admin.fill("#password", password);
   await admin.click("button[type=submit]");
   await admin.waitForURL("**/chat");
+  for (const path of ["/admin", "/admin/users", "/admin/models", "/admin/engines", "/admin/audit", "/admin/usage"]) {
+    const res = await admin.goto(path);
+    assert.equal(res.status(), 200, path);
+    assert.deepEqual(await unlabelled(admin), [], path);
+  }
   await admin.goto("/admin/users?q=ada");
   await shot(admin, "admin-users");
   await admin.locator("td a", { hasText: /^ada$/ }).click();
