@@ -125,6 +125,7 @@ pub fn start(ctx: &ServiceContext, config: &WebConfig, upstreams: Upstreams) -> 
         .route("/explore/{*name}", get(explore::model))
         .route("/static/app.css", get(pages::style))
         .route("/static/chat.js", get(chat::script))
+        .route("/static/events.js", get(pages::events_script))
         .with_state(state)
         .layer(axum::middleware::map_response(security_headers));
     let router = kit::http::service_layers(router, NAME);

@@ -241,6 +241,11 @@ pub async fn style() -> Response {
 }
 
 /// A file of the site's own (stylesheet, scripts), cached for an hour.
+/// Posting a form for server-sent events: what the chat and admin scripts share.
+pub async fn events_script() -> Response {
+    asset("text/javascript; charset=utf-8", include_str!("../static/events.js"))
+}
+
 pub fn asset(content_type: &'static str, body: &'static str) -> Response {
     ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=3600")], body).into_response()
 }

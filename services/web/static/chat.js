@@ -1,12 +1,12 @@
 // Streams a reply into the conversation page: a form marked `data-stream` (send, edit,
-// regenerate) is posted with fetch, asking for server-sent events, and each `delta` is appended
+// regenerate) is posted for server-sent events (events.js), and each `delta` is appended
 // as text (never as HTML). When the reply is done the page is reloaded, so that the server
 // renders it (Markdown, made safe). Without this script the forms still work: the server answers
 // once the reply is complete. The stop form is a plain form either way.
 // It also follows the processing of attached documents, updating each one's status in place.
 "use strict";
 (function () {
-  if (!window.fetch || !window.TextDecoder) return;
+  if (!window.OllamaNet || !window.fetch || !window.TextDecoder) return;
   followDocuments();
   for (const form of document.querySelectorAll("form[data-stream]")) {
     form.addEventListener("submit", (event) => {
@@ -16,7 +16,6 @@
   }
 
   async function stream(form) {
-    const data = new URLSearchParams(new FormData(form));
     const button = form.querySelector("button");
     button.disabled = true;
     const list = document.getElementById("messages");
@@ -25,29 +24,10 @@
     list.append(reply);
     const text = reply.querySelector(".content");
     try {
-      const res = await fetch(form.action, {
-        method: "POST",
-        body: data,
-        headers: { Accept: "text/event-stream" },
-        credentials: "same-origin",
+      await window.OllamaNet.postForEvents(form, (event, data) => {
+        if (event === "delta") text.textContent += data.content || "";
+        if (event === "error") throw new Error(data.detail || "the reply failed");
       });
-      if (!res.ok || !res.body) throw new Error("the reply could not start (" + res.status + ")");
-      const reader = res.body.getReader();
-      const decoder = new TextDecoder();
-      let buffer = "";
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        buffer += decoder.decode(value, { stream: true });
-        let end;
-        while ((end = buffer.indexOf("\n\n")) >= 0) {
-          const raw = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          const ev = parse(raw);
-          if (ev.event === "delta") text.textContent += JSON.parse(ev.data).content || "";
-          if (ev.event === "error") throw new Error(JSON.parse(ev.data).detail || "the reply failed");
-        }
-      }
       location.reload();
     } catch (e) {
       const p = document.createElement("p");
@@ -106,14 +86,5 @@
     body.textContent = content;
     li.append(who, body);
     return li;
-  }
-
-  function parse(raw) {
-    const ev = { event: "message", data: "" };
-    for (const line of raw.split("\n")) {
-      if (line.startsWith("event:")) ev.event = line.slice(6).trim();
-      else if (line.startsWith("data:")) ev.data += line.slice(5).trim();
-    }
-    return ev;
   }
 })();
