@@ -243,6 +243,7 @@ const unlabelled = (page) =>
 test("the pages fit a phone", async () => {
   await user.setViewportSize({ width: 390, height: 844 });
   await user.reload();
+  assert.equal(await user.locator("details.sidebar").evaluate((d) => d.open), false, "the conversation comes first");
   await shot(user, "conversation-phone");
   assert.deepEqual(await tooWide(user), [], "nothing is wider than a phone's screen");
   for (const path of ["/chat", "/explore", "/profile"]) {

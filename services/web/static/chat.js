@@ -3,9 +3,12 @@
 // as text (never as HTML). When the reply is done the page is reloaded, so that the server
 // renders it (Markdown, made safe). Without this script the forms still work: the server answers
 // once the reply is complete. The stop form is a plain form either way.
-// It also follows the processing of attached documents, updating each one's status in place.
+// It also follows the processing of attached documents, updating each one's status in place, and
+// on a phone-sized screen folds the sidebar so that the conversation comes first.
 "use strict";
 (function () {
+  const sidebar = document.querySelector("details.sidebar");
+  if (sidebar && window.matchMedia("(max-width: 48rem)").matches) sidebar.open = false;
   if (!window.OllamaNet || !window.fetch || !window.TextDecoder) return;
   followDocuments();
   for (const form of document.querySelectorAll("form[data-stream]")) {
