@@ -101,6 +101,11 @@ pub struct Filters {
 }
 
 impl Filters {
+    /// Whether the page shows the whole catalog (nothing to search or filter by).
+    pub fn none(&self) -> bool {
+        self.q.trim().is_empty() && self.tags.trim().is_empty() && self.installed.is_empty()
+    }
+
     fn tags(&self) -> Vec<&str> {
         self.tags.split(',').map(str::trim).filter(|t| !t.is_empty()).collect()
     }

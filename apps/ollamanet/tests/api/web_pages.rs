@@ -189,6 +189,9 @@ async fn web_explore_searches_filters_by_tag_and_installed_and_pages() {
     let node = FakeOllama::start("hello", &["smollm2:135m"]).await;
     let d = platform_on(&[&node], |_| {}).await;
     let admin = d.admin_token("root").await;
+    // An empty catalog says how models get there.
+    let (_, _, page) = Browser::new(&d).get("/explore").await;
+    assert!(page.contains("The catalog describes no model yet"), "{page}");
     create_model(&d, &admin, json!({"name": "smollm2:135m", "description": "A small model", "family": "llama"})).await;
     create_model(&d, &admin, json!({"name": "qwen2.5-coder:7b", "description": "Writes code", "family": "qwen2"}))
         .await;
