@@ -4,12 +4,13 @@
 //! form, so that every view has an address to share and works without JavaScript.
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use serde::Deserialize;
 
 use crate::AppState;
 use crate::error::render_private;
+use crate::extract::{Path, Query};
 use crate::markdown;
 use crate::services::Page;
 use crate::session::{Nav, Visitor};

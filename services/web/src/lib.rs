@@ -8,7 +8,7 @@ mod chat;
 mod config;
 mod error;
 mod explore;
-mod form;
+mod extract;
 mod markdown;
 mod pages;
 mod profile;

@@ -1,7 +1,7 @@
 //! The pages: signing in and out, registering, resetting a password, and the signed-in home.
 
 use askama::Template;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::auth::{Outcome, Refusal};
 use crate::error::render;
-use crate::form::Form;
+use crate::extract::{Form, Query};
 use crate::session::{SESSION_COOKIE, Visitor};
 
 const STYLE: &str = include_str!("../static/app.css");

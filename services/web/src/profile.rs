@@ -4,7 +4,7 @@
 //! the answer to its form, once, and never kept by any cache.
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{Redirect, Response};
 use serde::Deserialize;
@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::{Outcome, Refusal, Tokens};
 use crate::error::render_private;
-use crate::form::Form;
+use crate::extract::{Form, Path, Query};
 use crate::services::Page;
 use crate::session::{Nav, SESSION_COOKIE, Visitor};
 

@@ -248,3 +248,22 @@ async fn web_chat_documents_are_attached_and_cited_and_replies_take_notes_and_fe
     let (_, _, states) = b.get(&format!("{conversation}/documents")).await;
     assert_eq!(states, "[]");
 }
+
+/// An address with a malformed id or query (a mistyped or truncated link) gets the site's
+/// "not found" page, never a bare error text.
+#[tokio::test]
+async fn web_chat_malformed_addresses_get_a_page() {
+    let node = FakeOllama::start("lost", &["alpha"]).await;
+    let d = platform_on(&[&node], |_| {}).await;
+    let mut b = member(&d, "wanderer").await;
+    for path in
+        ["/chat/not-an-id", "/chat?folder=nope", "/chat?archived=maybe", "/chat/1234/export", "/explore?cursor=%ZZ"]
+    {
+        let (status, _, page) = b.get(path).await;
+        assert!(status.is_client_error(), "{path}: {status}");
+        assert!(page.contains("<!doctype html>") && page.contains("role=\"alert\""), "{path}: {page}");
+    }
+    let (status, _, page) = b.post("/chat/not-an-id/stop", &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{page}");
+    assert!(page.contains("<!doctype html>"), "{page}");
+}

@@ -2,7 +2,7 @@
 //! service's `/api/admin/audit` and `/api/admin/usage`), filtered and a page at a time.
 
 use askama::Template;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::Method;
 use axum::response::Response;
 use serde::Deserialize;
@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::{When, link};
 use crate::AppState;
 use crate::error::{WebError, render_private};
+use crate::extract::Query;
 use crate::services::{Caller, Page};
 use crate::session::{Nav, Visitor};
 

@@ -6,7 +6,7 @@
 //! form post waits for the pull to end and comes back to the node's page.
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, Method};
 use axum::response::{Redirect, Response};
 use http_body_util::BodyExt;
@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::{Done, Fields, Flash, When, encode};
 use crate::AppState;
 use crate::error::{WebError, render_private};
-use crate::form::Form;
+use crate::extract::{Form, Path, Query};
 use crate::services::{pass_events, wants_events};
 use crate::session::{Nav, Visitor};
 

@@ -5,7 +5,7 @@
 //! say what to do in an `action` field.
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::Method;
 use axum::response::{Redirect, Response};
 use serde::Deserialize;
@@ -16,7 +16,7 @@ use super::tags::TagCount;
 use super::{Done, Fields, Flash, When, encode, link};
 use crate::AppState;
 use crate::error::{WebError, render_private};
-use crate::form::Form;
+use crate::extract::{Form, Path, Query};
 use crate::services::{Caller, Page};
 use crate::session::{Nav, Visitor};
 

@@ -2,7 +2,7 @@
 //! are set on its page.
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::Method;
 use axum::response::{Redirect, Response};
 use serde::Deserialize;
@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::{Done, Fields, Flash};
 use crate::AppState;
 use crate::error::{WebError, render_private};
-use crate::form::Form;
+use crate::extract::{Form, Path, Query};
 use crate::session::{Nav, Visitor};
 
 /// A tag and how many live models carry it.

@@ -2,7 +2,7 @@
 //! password-reset mail (the auth service's `/api/admin/users…` and `/api/admin/roles`).
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::Method;
 use axum::response::{Redirect, Response};
 use serde::Deserialize;
@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::{Done, Fields, Flash, When, link};
 use crate::AppState;
 use crate::error::{WebError, render_private};
-use crate::form::Form;
+use crate::extract::{Form, Path, Query};
 use crate::services::Page;
 use crate::session::{Nav, Visitor};
 

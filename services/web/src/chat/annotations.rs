@@ -1,7 +1,7 @@
 //! Notes and feedback on replies: a thumbs up or down with an optional comment (one per reply,
 //! changed in place), and notes kept with a reply.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::Method;
 use axum::response::Response;
 use serde::Deserialize;
@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{CsrfOnly, act};
 use crate::AppState;
-use crate::form::{Form, blank_as_none};
+use crate::extract::{Form, Path, blank_as_none};
 use crate::session::Visitor;
 
 #[derive(Deserialize)]

@@ -4,7 +4,7 @@
 
 use askama::Template;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -16,7 +16,7 @@ use super::documents::Document;
 use super::{CsrfOnly, Sidebar, Summary, act, sidebar};
 use crate::AppState;
 use crate::error::{WebError, render_private};
-use crate::form::{Form, blank_as_none};
+use crate::extract::{Form, Path, Query, blank_as_none};
 use crate::markdown;
 use crate::session::{Nav, Visitor};
 

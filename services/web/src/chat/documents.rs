@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{Multipart, State};
 use axum::http::{HeaderValue, Method};
 use axum::response::{Redirect, Response};
 use serde::{Deserialize, Serialize};
@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::{CsrfOnly, Page, act};
 use crate::AppState;
 use crate::error::WebError;
-use crate::form::Form;
+use crate::extract::{Form, Path};
 use crate::services::Caller;
 use crate::session::{Visitor, random_token};
 

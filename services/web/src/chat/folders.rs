@@ -1,6 +1,6 @@
 //! Folders: the sidebar's tree, and creating, renaming, moving and deleting them.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::Method;
 use axum::response::{Redirect, Response};
 use serde::Deserialize;
@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::{FolderRow, Page, act};
 use crate::AppState;
 use crate::error::WebError;
-use crate::form::{Form, blank_as_none};
+use crate::extract::{Form, Path, blank_as_none};
 use crate::services::Caller;
 use crate::session::Visitor;
 

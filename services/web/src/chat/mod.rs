@@ -12,7 +12,7 @@ mod folders;
 mod reply;
 
 use askama::Template;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::Method;
 use axum::response::{Redirect, Response};
 use serde::{Deserialize, Serialize};
@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::error::render_private;
-use crate::form::Form;
+use crate::extract::{Form, Query};
 use crate::services::{Caller, Page};
 use crate::session::{Nav, Visitor};
 
@@ -188,7 +188,7 @@ pub struct NewConversation {
     model: String,
     #[serde(default)]
     title: String,
-    #[serde(default, deserialize_with = "crate::form::blank_as_none")]
+    #[serde(default, deserialize_with = "crate::extract::blank_as_none")]
     folder: Option<Uuid>,
 }
 

@@ -2,7 +2,7 @@
 //! branches, stopping. Without JavaScript a message is sent as a form and the page comes back
 //! with the reply; with it (`static/chat.js`) the reply streams in token by token.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, Method};
 use axum::response::{Redirect, Response};
 use serde::Deserialize;
@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{CsrfOnly, act};
 use crate::AppState;
-use crate::form::Form;
+use crate::extract::{Form, Path};
 use crate::services::{pass_events, wants_events};
 use crate::session::Visitor;
 
