@@ -281,7 +281,7 @@ test("an admin locks the user, whose open page is signed out on their next actio
   await admin.fill("#password", password);
   await admin.click("button[type=submit]");
   await admin.waitForURL("**/chat");
-  for (const path of ["/admin", "/admin/users", "/admin/models", "/admin/engines", "/admin/audit", "/admin/usage"]) {
+  for (const path of ["/admin", "/admin/users", "/admin/roles", "/admin/models", "/admin/engines", "/admin/audit", "/admin/usage"]) {
     const res = await admin.goto(path);
     assert.equal(res.status(), 200, path);
     assert.deepEqual(await unlabelled(admin), [], path);

@@ -104,6 +104,8 @@ pub fn start(ctx: &ServiceContext, config: &WebConfig, upstreams: Upstreams) -> 
         .route("/admin/users", get(admin::users))
         .route("/admin/users/{id}", get(admin::user))
         .route("/admin/users/{id}/{action}", post(admin::user_action))
+        .route("/admin/roles", get(admin::roles).post(admin::create_role))
+        .route("/admin/roles/{name}/delete", post(admin::delete_role))
         .route("/admin/models", get(admin::catalog).post(admin::create_model))
         .route("/admin/models/{*name}", get(admin::model).post(admin::model_action))
         .route("/admin/tags", get(admin::tags).post(admin::create_tag))

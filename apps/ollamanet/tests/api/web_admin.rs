@@ -208,6 +208,7 @@ async fn web_admin_pages_and_forms_refuse_non_admins() {
         "/admin/models".to_owned(),
         "/admin/models/keep:latest".to_owned(),
         "/admin/tags".to_owned(),
+        "/admin/roles".to_owned(),
         "/admin/engines".to_owned(),
         "/admin/engines/local".to_owned(),
         "/admin/audit".to_owned(),
@@ -233,6 +234,8 @@ async fn web_admin_pages_and_forms_refuse_non_admins() {
         ("/admin/tags".to_owned(), vec![("name", "evil")]),
         (format!("/admin/tags/{tag}/rename"), vec![("name", "evil")]),
         (format!("/admin/tags/{tag}/delete"), vec![]),
+        ("/admin/roles".to_owned(), vec![("name", "Evil")]),
+        ("/admin/roles/User/delete".to_owned(), vec![]),
         ("/admin/engines/local/pull".to_owned(), vec![("model", "evil")]),
         ("/admin/engines/local/delete".to_owned(), vec![("model", "evil")]),
     ];
@@ -269,6 +272,9 @@ async fn web_admin_pages_and_forms_refuse_non_admins() {
     let (status, _) = d.call(Method::GET, "/api/admin/models/evil", Some(&token), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(d.mail.as_ref().unwrap().sent().iter().all(|m| m.to != "root@example.com"));
+    let (_, roles) = d.call(Method::GET, "/api/admin/roles", Some(&token), None).await;
+    let roles: Vec<&str> = roles["items"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert!(!roles.contains(&"Evil"), "{roles:?}");
 }
 
 /// The model as explore lists it to the holder of `token` (anonymous without), if it does.
@@ -453,4 +459,26 @@ async fn web_admin_engines_pull_with_progress_and_the_audit_shows_it() {
     assert!(page.contains("role=\"alert\""), "a filter the service cannot read says so: {page}");
     let (status, _, page) = admin.get("/admin/usage").await;
     assert_eq!(status, StatusCode::OK, "{page}");
+}
+
+/// Roles from their page: created, listed with how many hold them, refused when they exist or
+/// are protected or held, deleted when nobody holds them.
+#[tokio::test]
+async fn web_admin_creates_and_deletes_roles() {
+    let d = Deployment::start(Mode::AllInOne).await;
+    let (mut admin, _) = admin_browser(&d, "root").await;
+    let (status, location, page) = admin.post("/admin/roles", &[("name", "Research")]).await;
+    assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/admin/roles?done=create"), "{page}");
+    let (_, _, page) = admin.get("/admin/roles?done=create").await;
+    assert!(shows(&page, "The role is created.") && page.contains("<td>Research</td>"), "{page}");
+    let (status, _, page) = admin.post("/admin/roles", &[("name", "research")]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "a role of that name exists: {page}");
+    for protected in ["Admin", "User"] {
+        let (status, _, page) = admin.post(&format!("/admin/roles/{protected}/delete"), &[]).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{protected}: {page}");
+    }
+    let (status, location, page) = admin.post("/admin/roles/Research/delete", &[]).await;
+    assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/admin/roles?done=delete"), "{page}");
+    let (_, _, page) = admin.get("/admin/roles").await;
+    assert!(!page.contains("Research") && page.contains("<td>Admin</td>"), "{page}");
 }

@@ -10,23 +10,28 @@
 mod activity;
 mod engines;
 mod models;
+mod roles;
 mod tags;
 mod users;
 
 use std::fmt;
 
 use askama::Template;
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::{Method, StatusCode};
+use axum::response::{Redirect, Response};
 use serde::Deserialize;
+use serde_json::Value;
 
 pub use activity::{audit, usage};
 pub use engines::{delete_model, engine, engines, pull};
 pub use models::{catalog, create_model, model, model_action};
+pub use roles::{create_role, delete_role, roles};
 pub use tags::{create_tag, tag_action, tags};
 pub use users::{user, user_action, users};
 
-use crate::error::render_private;
+use crate::AppState;
+use crate::error::{WebError, render_private};
+use crate::services::Service;
 use crate::session::{Nav, Visitor};
 
 /// What a page says about the last change: done (from `?done=`), or refused and why.
@@ -77,6 +82,37 @@ impl Fields {
 
     fn checked(&self, name: &str) -> bool {
         !self.get(name).is_empty()
+    }
+}
+
+/// A change posted from a list page (tags, roles): checks the form's token and the visitor's
+/// role, asks `service`, and goes back to `back?done={done}`, or shows the page again (`show`)
+/// with the service's refusal.
+#[allow(clippy::too_many_arguments)]
+async fn change<'a, Shown>(
+    s: &'a AppState,
+    visitor: Visitor,
+    form: &Fields,
+    service: &Service,
+    (method, path, body): (Method, String, Option<Value>),
+    back: &str,
+    done: &str,
+    show: impl FnOnce(&'a AppState, Visitor, Flash) -> Shown,
+) -> Response
+where
+    Shown: Future<Output = Response>,
+{
+    if let Err(e) = visitor.check_csrf(form.get("csrf")) {
+        return visitor.respond(e);
+    }
+    let caller = match visitor.admin() {
+        Ok(caller) => caller,
+        Err(to) => return visitor.respond(to),
+    };
+    match service.perform(&caller, method, &path, body.as_ref()).await {
+        Ok(()) => visitor.respond(Redirect::to(&format!("{back}?done={done}"))),
+        Err(WebError::Refused(reason)) => show(s, visitor, Flash::refused(reason)).await,
+        Err(e) => visitor.respond(e),
     }
 }
 

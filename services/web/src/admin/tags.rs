@@ -4,7 +4,7 @@
 use askama::Template;
 use axum::extract::State;
 use axum::http::Method;
-use axum::response::{Redirect, Response};
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -55,7 +55,7 @@ async fn show_tags(s: &AppState, visitor: Visitor, flash: Flash) -> Response {
 
 pub async fn create_tag(State(s): State<AppState>, visitor: Visitor, Form(form): Form<Fields>) -> Response {
     let body = json!({"name": form.get("name")});
-    change_tag(&s, visitor, &form, Method::POST, "/api/admin/tags".to_owned(), Some(body), "create").await
+    change_tag(&s, visitor, &form, (Method::POST, "/api/admin/tags".to_owned(), Some(body)), "create").await
 }
 
 /// `rename` (to `name`) or `delete` a tag.
@@ -69,32 +69,20 @@ pub async fn tag_action(
     match action.as_str() {
         "rename" => {
             let body = json!({"name": form.get("name")});
-            change_tag(&s, visitor, &form, Method::PATCH, path, Some(body), "rename").await
+            change_tag(&s, visitor, &form, (Method::PATCH, path, Some(body)), "rename").await
         }
-        "delete" => change_tag(&s, visitor, &form, Method::DELETE, path, None, "delete").await,
+        "delete" => change_tag(&s, visitor, &form, (Method::DELETE, path, None), "delete").await,
         _ => visitor.respond(WebError::NotFound),
     }
 }
 
+/// A change to the tags, then back to their page.
 async fn change_tag(
     s: &AppState,
     visitor: Visitor,
     form: &Fields,
-    method: Method,
-    path: String,
-    body: Option<Value>,
+    request: (Method, String, Option<Value>),
     done: &str,
 ) -> Response {
-    if let Err(e) = visitor.check_csrf(form.get("csrf")) {
-        return visitor.respond(e);
-    }
-    let caller = match visitor.admin() {
-        Ok(caller) => caller,
-        Err(to) => return visitor.respond(to),
-    };
-    match s.admin.perform(&caller, method, &path, body.as_ref()).await {
-        Ok(()) => visitor.respond(Redirect::to(&format!("/admin/tags?done={done}"))),
-        Err(WebError::Refused(reason)) => show_tags(s, visitor, Flash::refused(reason)).await,
-        Err(e) => visitor.respond(e),
-    }
+    super::change(s, visitor, form, &s.admin, request, "/admin/tags", done, show_tags).await
 }

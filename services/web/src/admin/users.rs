@@ -49,9 +49,9 @@ impl User {
 }
 
 #[derive(Deserialize)]
-struct Role {
-    name: String,
-    user_count: i64,
+pub struct Role {
+    pub name: String,
+    pub user_count: i64,
 }
 
 #[derive(Deserialize)]
