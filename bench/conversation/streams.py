@@ -287,9 +287,9 @@ async def call(host, port, method, path, token, body=None) -> dict:
     return json.loads(await fetch(host, port, method, path, token, body))
 
 
-async def server_streams(host, port, token) -> int | None:
+async def server_streams(host, port, ops_token) -> int | None:
     """The server's count of open reply streams (gauge `conversation_reply_streams`)."""
-    text = (await fetch(host, port, "GET", "/metrics", token)).decode()
+    text = (await fetch(host, port, "GET", "/metrics", ops_token)).decode()
     m = re.search(r"^conversation_reply_streams(?:\{[^}]*\})? (\S+)$", text, re.M)
     return round(float(m.group(1))) if m else None
 
@@ -345,18 +345,18 @@ async def run(args) -> dict:
     await asyncio.gather(*(s.close() for s in warm))
     await asyncio.sleep(args.settle)
     before = sample(args.pid)
-    gauge_before = await server_streams(host, port, args.token)
+    gauge_before = await server_streams(host, port, args.ops_token)
 
     t0 = time.monotonic()
     streams = await open_many(make(args.streams), opener, args.parallel)
     open_secs = time.monotonic() - t0
     await asyncio.sleep(args.settle)
     during = sample(args.pid)
-    gauge_open = await server_streams(host, port, args.token)
+    gauge_open = await server_streams(host, port, args.ops_token)
     received_at_settle = sum(s.received for s in streams)
     await asyncio.sleep(args.hold)
     during_late = sample(args.pid)
-    gauge_late = await server_streams(host, port, args.token)
+    gauge_late = await server_streams(host, port, args.ops_token)
     received = sum(s.received for s in streams)
     lost = sum(s.ended for s in streams)
 
@@ -368,7 +368,7 @@ async def run(args) -> dict:
     closed_secs = time.monotonic() - t0
     await asyncio.sleep(args.settle)
     after = sample(args.pid)
-    gauge_after = await server_streams(host, port, args.token)
+    gauge_after = await server_streams(host, port, args.ops_token)
     await owner.close()
 
     n = args.streams
@@ -409,6 +409,7 @@ def main() -> None:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True, help="the platform's gateway")
     ap.add_argument("--token", required=True)
+    ap.add_argument("--ops-token", required=True, help="the server's ops_token (reads /metrics)")
     ap.add_argument("--model", required=True, help="a model only the stub node has")
     ap.add_argument("--pid", type=int, required=True, help="the server process to measure")
     ap.add_argument("--protocol", choices=("http1", "http2"), default="http1",

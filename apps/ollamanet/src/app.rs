@@ -287,7 +287,7 @@ impl App {
                 }
             }
             let docs = handles.iter().map(|h| h.openapi.clone()).collect();
-            let ops = kit::http::ops_routes("gateway", readiness);
+            let ops = kit::http::ops_routes("gateway", readiness, config.infra.ops_token.clone());
             let (gateway, _) =
                 ollamanet_gateway::start(ctx, &config.gateway, upstreams, docs, ops).context("starting the gateway")?;
             gateway
@@ -303,7 +303,7 @@ impl App {
             let doc = Arc::new(merged);
             HttpService::new(
                 router
-                    .merge(kit::http::ops_routes(name, readiness))
+                    .merge(kit::http::ops_routes(name, readiness, config.infra.ops_token.clone()))
                     .route("/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) })),
             )
         };

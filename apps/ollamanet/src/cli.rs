@@ -44,6 +44,21 @@ pub enum Command {
     /// Announce an Ollama server (e.g. on a notebook behind a tunnel) to the platform's inference
     /// services over RabbitMQ, with heartbeats listing its models, until stopped.
     Announce(AnnounceArgs),
+    /// Check the configuration `serve` would run with for what makes a deployment unsafe; exits
+    /// with 1 when anything is.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The services the process would run, as `serve --only` takes them. Default: all.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<Service>,
+    /// The address it would listen on, as `serve --listen`.
+    #[arg(long)]
+    pub listen: Option<String>,
+    #[command(flatten)]
+    pub common: Common,
 }
 
 #[derive(Debug, Args)]
@@ -125,6 +140,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if config.advertise_url.is_none() && !addr.ip().is_unspecified() {
                 config.advertise_url = Some(format!("http://{addr}"));
             }
+            for finding in crate::doctor::check(&config, &services) {
+                tracing::warn!("{finding}");
+            }
             let options = Options { announce_engine: args.announce, ..Options::default() };
             let app = App::build(&config, &services, options).await?;
             kit::server::shutdown_on_signals(app.shutdown.clone());
@@ -168,6 +186,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::models::run(command, &config.infra.data_dir, &config.engine).await
         }
         Command::Announce(args) => announce(cli.config.as_deref(), args).await,
+        Command::Doctor(args) => {
+            let overrides = Overrides { listen: args.listen, data_dir: args.common.data_dir };
+            let config = config::load(cli.config.as_deref(), &overrides)?;
+            let services = if args.only.is_empty() { Service::ALL.to_vec() } else { args.only };
+            let findings = crate::doctor::check(&config, &services);
+            for finding in &findings {
+                println!("{finding}");
+            }
+            let unsafe_ = findings.iter().filter(|f| f.severity == crate::doctor::Severity::Unsafe).count();
+            println!("{} finding(s), {unsafe_} unsafe", findings.len());
+            if unsafe_ > 0 {
+                bail!("the configuration is unsafe for {}", config.listen);
+            }
+            Ok(())
+        }
         Command::Routes(RoutesCommand::Print(common)) => {
             let config =
                 config::load(cli.config.as_deref(), &Overrides { data_dir: common.data_dir, ..Default::default() })?;

@@ -31,6 +31,9 @@ pub struct InfraConfig {
     pub log: LogConfig,
     /// Access-token issuer and audience.
     pub tokens: crate::tokens::TokenConfig,
+    /// The bearer token that reads `/metrics` and the details of `/ready`. Unset: nobody can
+    /// over the network (`/health` and `/ready`'s status stay open for probes).
+    pub ops_token: Option<String>,
 }
 
 impl Default for InfraConfig {
@@ -45,6 +48,7 @@ impl Default for InfraConfig {
             bus_namespace: String::new(),
             log: LogConfig::default(),
             tokens: crate::tokens::TokenConfig::default(),
+            ops_token: None,
         }
     }
 }
@@ -171,8 +175,13 @@ pub fn redact(value: &mut serde_json::Value) {
         serde_json::Value::Object(map) => {
             for (k, v) in map.iter_mut() {
                 let k = k.to_ascii_lowercase();
-                let secret =
-                    k == "password" || k.ends_with("_password") || k.contains("secret") || k.ends_with("private_key");
+                let secret = k == "password"
+                    || k.ends_with("_password")
+                    || k.contains("secret")
+                    || k == "key"
+                    || k.ends_with("_key")
+                    || k == "token"
+                    || k.ends_with("_token");
                 if secret && !v.is_null() && !v.is_object() {
                     *v = serde_json::Value::String("***".into());
                 } else {
@@ -205,7 +214,10 @@ mod tests {
             "database_url": "postgres://app:hunter2@db:5432/x",
             "auth": {"first_admin": {"password": "pw", "email": "a@b.c"}, "password_min_length": 10},
             "mail": {"smtp_url": "smtps://u:p@mail", "from": "x"},
-            "redis_url": "redis://cache:6379"
+            "redis_url": "redis://cache:6379",
+            "ops_token": "t0k3n",
+            "engine": {"key": "k3y", "keep_alive": "5m"},
+            "inference": {"engine_key": "k3y"}
         });
         redact(&mut v);
         assert_eq!(v["database_url"], "postgres://app:***@db:5432/x");
@@ -214,6 +226,10 @@ mod tests {
         assert_eq!(v["auth"]["password_min_length"], 10, "settings about passwords are not secrets");
         assert_eq!(v["mail"]["smtp_url"], "smtps://u:***@mail");
         assert_eq!(v["redis_url"], "redis://cache:6379");
+        assert_eq!(v["ops_token"], "***");
+        assert_eq!(v["engine"]["key"], "***");
+        assert_eq!(v["engine"]["keep_alive"], "5m");
+        assert_eq!(v["inference"]["engine_key"], "***");
     }
 
     #[test]

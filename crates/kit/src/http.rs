@@ -19,7 +19,6 @@ use crate::cache::Cache;
 use crate::db::Db;
 use crate::problem::{FieldError, Problem};
 
-/// Adds the layers every service router needs. `service` labels the metrics.
 /// The value of the cookie `name` in a request's `Cookie` headers.
 pub fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
     headers
@@ -32,6 +31,19 @@ pub fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a 
         .map(|(_, v)| v)
 }
 
+/// Whether the request's `Authorization: Bearer …` is `expected`. Both sides are hashed first, so
+/// the comparison takes the same time wherever a guess first differs.
+pub fn bearer_is(headers: &axum::http::HeaderMap, expected: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    given.is_some_and(|given| Sha256::digest(given.as_bytes()) == Sha256::digest(expected.as_bytes()))
+}
+
+/// Adds the layers every service router needs. `service` labels the metrics.
 pub fn service_layers(router: Router, service: &'static str) -> Router {
     let router = router
         .route_layer(middleware::from_fn(move |req: Request, next: Next| track(service, req, next)))
@@ -86,6 +98,8 @@ pub struct Readiness {
 pub struct ReadyReport {
     /// `ready`, `degraded` (a cache or the bus is down; still serving) or `unavailable`.
     pub status: String,
+    /// Each dependency's state; only for the holder of the ops token.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub checks: std::collections::BTreeMap<String, CheckReport>,
 }
 
@@ -170,7 +184,15 @@ impl Readiness {
 }
 
 /// `/health` (the process is up), `/ready` (its dependencies answer) and `/metrics`.
-pub fn ops_routes(service: &'static str, readiness: Readiness) -> Router {
+///
+/// `/health` and `/ready`'s status (its code and `{"status": …}`) are for anyone: probes need no
+/// secret. What a check reports (backends, errors that name hosts) and the metrics (labelled with
+/// routes, users' models, engines) are only for the holder of `ops_token`, sent as a bearer
+/// token; without one configured, nobody reads them over the network.
+pub fn ops_routes(service: &'static str, readiness: Readiness, ops_token: Option<String>) -> Router {
+    let token: Option<std::sync::Arc<str>> = ops_token.filter(|t| !t.is_empty()).map(Into::into);
+    let allowed = move |headers: &axum::http::HeaderMap| token.as_deref().is_some_and(|t| bearer_is(headers, t));
+    let may_read = allowed.clone();
     Router::new()
         .route(
             "/health",
@@ -180,20 +202,38 @@ pub fn ops_routes(service: &'static str, readiness: Readiness) -> Router {
         )
         .route(
             "/ready",
-            get(move || {
+            get(move |headers: axum::http::HeaderMap| {
                 let readiness = readiness.clone();
+                let detailed = may_read(&headers);
                 async move {
-                    let report = readiness.report().await;
+                    let mut report = readiness.report().await;
                     let code =
                         if report.status == "unavailable" { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+                    if !detailed {
+                        report.checks.clear();
+                    }
                     (code, AxumJson(report))
                 }
             }),
         )
         .route(
             "/metrics",
-            get(|| async { ([("content-type", "text/plain; version=0.0.4")], crate::telemetry::render_metrics()) }),
+            get(move |headers: axum::http::HeaderMap| async move {
+                if !allowed(&headers) {
+                    return ops_token_required().into_response();
+                }
+                ([("content-type", "text/plain; version=0.0.4")], crate::telemetry::render_metrics()).into_response()
+            }),
         )
+}
+
+fn ops_token_required() -> Response {
+    let problem = Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "ops_token_required",
+        "metrics are for operators: send the deployment's ops_token as a bearer token",
+    );
+    ([(axum::http::header::WWW_AUTHENTICATE, "Bearer realm=\"ops\"")], problem).into_response()
 }
 
 /// A JSON body extractor whose failures are problem+json with stable codes:

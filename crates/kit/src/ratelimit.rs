@@ -3,6 +3,7 @@
 //! memory while Redis is down (a degraded, per-process limit beats no limit).
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -46,19 +47,52 @@ redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.floor((new
 return 0
 ";
 
-/// What a limit is counted per: a client address or a user. Both fit in 128 bits, so counting
+/// What a limit is counted per: a client network or a user. Both fit in 128 bits, so counting
 /// costs no allocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RateKey {
-    Ip(std::net::IpAddr),
+    /// A client's network: its address with only the bits [`IpPrefixes`] keep (build it with
+    /// [`RateKey::network`]).
+    Ip(IpAddr),
     User(uuid::Uuid),
 }
 
+/// How many leading bits of a client's address name one client. An IPv6 subscriber is given at
+/// least a /64 by their provider and picks any address in it at will, so counting per /128 would
+/// hand one person 2^64 budgets; an IPv4 address is usually one household or NAT already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IpPrefixes {
+    pub ipv4: u8,
+    pub ipv6: u8,
+}
+
+impl Default for IpPrefixes {
+    fn default() -> Self {
+        Self { ipv4: 32, ipv6: 64 }
+    }
+}
+
 impl RateKey {
+    /// The network `ip` belongs to. An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, as a dual-stack
+    /// socket reports IPv4 peers) counts as the IPv4 address it is.
+    pub fn network(ip: IpAddr, prefixes: IpPrefixes) -> Self {
+        fn mask(bits: u32, prefix: u8) -> u32 {
+            u32::MAX.checked_shl(32 - u32::from(prefix.min(32))).unwrap_or(0) & bits
+        }
+        fn mask6(bits: u128, prefix: u8) -> u128 {
+            u128::MAX.checked_shl(128 - u32::from(prefix.min(128))).unwrap_or(0) & bits
+        }
+        RateKey::Ip(match ip.to_canonical() {
+            IpAddr::V4(v4) => IpAddr::V4(Ipv4Addr::from(mask(u32::from(v4), prefixes.ipv4))),
+            IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(mask6(u128::from(v6), prefixes.ipv6))),
+        })
+    }
+
     fn bits(self) -> u128 {
         match self {
-            RateKey::Ip(std::net::IpAddr::V4(v4)) => u128::from(v4.to_ipv6_mapped()),
-            RateKey::Ip(std::net::IpAddr::V6(v6)) => u128::from(v6),
+            RateKey::Ip(IpAddr::V4(v4)) => u128::from(v4.to_ipv6_mapped()),
+            RateKey::Ip(IpAddr::V6(v6)) => u128::from(v6),
             RateKey::User(id) => id.as_u128(),
         }
     }
@@ -144,5 +178,24 @@ mod tests {
         let wait = rl.check("t", q, k).await.unwrap_err();
         assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1), "{wait:?}");
         assert!(rl.check("t", q, RateKey::Ip([10, 0, 0, 2].into())).await.is_ok(), "keys are independent");
+    }
+
+    #[test]
+    fn a_client_is_its_network() {
+        let p = IpPrefixes::default();
+        let net = |s: &str| RateKey::network(s.parse().unwrap(), p);
+        assert_eq!(net("2001:db8:1:2:aaaa::1"), net("2001:db8:1:2:ffff:ffff:ffff:ffff"), "one /64");
+        assert_ne!(net("2001:db8:1:2::1"), net("2001:db8:1:3::1"), "the next /64 is another client");
+        assert_ne!(net("10.0.0.1"), net("10.0.0.2"), "IPv4: one address");
+        assert_eq!(net("::ffff:10.0.0.1"), net("10.0.0.1"), "an IPv4-mapped address is the IPv4 one");
+        let wide = IpPrefixes { ipv4: 24, ipv6: 48 };
+        let net = |s: &str| RateKey::network(s.parse().unwrap(), wide);
+        assert_eq!(net("10.0.0.1"), net("10.0.0.254"));
+        assert_eq!(net("2001:db8:1:2::1"), net("2001:db8:1:ffff::1"));
+        let all = IpPrefixes { ipv4: 0, ipv6: 0 };
+        assert_eq!(
+            RateKey::network("1.2.3.4".parse().unwrap(), all),
+            RateKey::network("9.9.9.9".parse().unwrap(), all)
+        );
     }
 }

@@ -3,7 +3,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kit::ratelimit::Quota;
+use kit::ratelimit::{IpPrefixes, Quota};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -69,6 +69,9 @@ pub struct RateLimits {
     /// Named classes that routes opt into with `rate_limit = "<name>"`, counted per client IP
     /// on top of the above (e.g. the credential endpoints).
     pub classes: BTreeMap<String, Quota>,
+    /// How many leading bits of a client's address are one client for the per-IP limits:
+    /// `ipv4 = 32`, `ipv6 = 64` (a subscriber's whole /64 shares one budget).
+    pub ip_prefixes: IpPrefixes,
 }
 
 impl Default for RateLimits {
@@ -77,6 +80,7 @@ impl Default for RateLimits {
             anonymous: Quota { per_minute: 600, burst: 100 },
             authenticated: Quota { per_minute: 1200, burst: 300 },
             classes: BTreeMap::from([("credentials".to_owned(), Quota { per_minute: 20, burst: 10 })]),
+            ip_prefixes: IpPrefixes::default(),
         }
     }
 }

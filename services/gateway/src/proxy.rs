@@ -76,7 +76,7 @@ async fn admit(gw: &Gateway, rule: &Rule, parts: &mut http::request::Parts) -> R
     parts.headers.remove(&USER_EMAIL);
     parts.headers.remove(&USER_ROLES);
 
-    let ip = RateKey::Ip(client_ip(parts, &gw.config.trusted_proxies));
+    let ip = RateKey::network(client_ip(parts, &gw.config.trusted_proxies), gw.config.rate_limits.ip_prefixes);
     let identity = match gw.authn.authenticate_headers(&parts.headers).await {
         Ok(identity) => identity,
         // On anonymous routes a bad credential is ignored (a stale token on the login page); the

@@ -134,3 +134,31 @@ fn models_import_list_and_remove() {
     let blobs = std::fs::read_dir(dir.path().join("models/blobs")).unwrap().count();
     assert_eq!(blobs, 0, "removing the only model removes its blobs");
 }
+
+/// `ollamanet doctor` refuses (exit 1, the setting named) a configuration that hands a stranger
+/// something, and passes one that does not.
+#[test]
+fn doctor_names_what_makes_a_deployment_unsafe() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ollamanet()
+        .args(["doctor", "--listen", "0.0.0.0:8080"])
+        .env("OLLAMANET_OPS_TOKEN", "short")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    for setting in ["auth.mail.transport", "ops_token", "listen"] {
+        assert!(text.lines().any(|l| l.contains(setting)), "{setting} is named: {text}");
+    }
+
+    let out = ollamanet()
+        .args(["doctor", "--listen", "127.0.0.1:8080"])
+        .env("OLLAMANET_OPS_TOKEN", "a-long-random-operators-token")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the defaults on loopback are safe: {text}");
+    assert!(!text.contains("UNSAFE"), "{text}");
+}

@@ -114,7 +114,7 @@ async fn a_reply_streams_as_events_and_is_saved_with_its_usage_and_a_title() {
     assert_eq!(c["title"], "Hello from n1");
     assert_eq!(c["active_message_id"], reply_id.as_str());
 
-    let metrics = d.client.get(d.at("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = d.metrics().await;
     assert!(metrics.contains("conversation_replies_total{status=\"complete\"} 1"), "{metrics}");
     assert!(metrics.contains("conversation_time_to_first_token_seconds"), "{metrics}");
     assert!(metrics.contains("conversation_replies_generating 0"), "{metrics}");

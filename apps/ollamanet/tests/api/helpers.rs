@@ -16,6 +16,8 @@ use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
 pub const PASSWORD: &str = "correct horse battery staple";
+/// The operators' token every test deployment is configured with (`ops_token`).
+pub const OPS_TOKEN: &str = "test-ops-token";
 
 /// The platform without its embedded engine: for tests whose engines are other processes or
 /// test doubles.
@@ -56,6 +58,7 @@ impl Drop for Deployment {
 /// limits left as in production, rate limits high enough not to interfere.
 pub fn base_config(infra: &TestInfra) -> AppConfig {
     let mut config = AppConfig { listen: "127.0.0.1:0".into(), infra: infra.config.clone(), ..AppConfig::default() };
+    config.infra.ops_token = Some(OPS_TOKEN.into());
     config.auth.refresh_cookie_secure = false;
     config.web.secure_cookies = false;
     config.gateway.rate_limits.anonymous.per_minute = 100_000;
@@ -195,6 +198,13 @@ impl Deployment {
         let status = res.status();
         let text = res.text().await.unwrap_or_default();
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// The process's metrics, read with the operators' token.
+    pub async fn metrics(&self) -> String {
+        let res = self.client.get(self.at("/metrics")).bearer_auth(OPS_TOKEN).send().await.expect("metrics");
+        assert_eq!(res.status(), StatusCode::OK, "metrics with the ops token");
+        res.text().await.expect("metrics body")
     }
 
     /// Registers a user and returns the token response.

@@ -75,7 +75,7 @@ fn host_port(url: &str, default_port: u16) -> String {
 }
 
 async fn ready_status(d: &Deployment) -> (StatusCode, Value) {
-    let res = d.client.get(d.at("/ready")).send().await.unwrap();
+    let res = d.client.get(d.at("/ready")).bearer_auth(crate::helpers::OPS_TOKEN).send().await.unwrap();
     (res.status(), res.json().await.unwrap())
 }
 

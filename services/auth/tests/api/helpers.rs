@@ -57,7 +57,7 @@ impl TestApp {
         let auth = ollamanet_auth::start_with_mailer(&platform, &config, shutdown.clone(), mailer.clone())
             .await
             .expect("auth starts");
-        let app = kit::http::ops_routes("auth", auth.handle.readiness.clone()).merge(auth.handle.router);
+        let app = kit::http::ops_routes("auth", auth.handle.readiness.clone(), None).merge(auth.handle.router);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
         tokio::spawn(kit::server::serve(listener, app, shutdown.clone(), kit::server::ServeOptions::default()));

@@ -68,7 +68,7 @@ impl TestEngine {
         let platform = Platform::new(infra.config.clone(), "engine").expect("platform");
         let shutdown = CancellationToken::new();
         let engine = ollamanet_engine::start(&platform, &config, shutdown.clone()).await.expect("engine starts");
-        let app = kit::http::ops_routes("engine", engine.handle.readiness.clone()).merge(engine.handle.router);
+        let app = kit::http::ops_routes("engine", engine.handle.readiness.clone(), None).merge(engine.handle.router);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
         tokio::spawn(kit::server::serve(listener, app, shutdown.clone(), kit::server::ServeOptions::default()));
