@@ -171,6 +171,20 @@ impl Deployment {
         }
     }
 
+    /// A platform the test started itself, answering at `url`, on the test's backends.
+    pub fn running(infra: TestInfra, config: AppConfig, url: String) -> Self {
+        Self {
+            url,
+            _infra: infra,
+            config,
+            client: client(),
+            mail: None,
+            engine: None,
+            shutdown: None,
+            _children: Vec::new(),
+        }
+    }
+
     /// The test's backends and data directory.
     pub fn infra(&self) -> &TestInfra {
         &self._infra

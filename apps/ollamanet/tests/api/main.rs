@@ -8,6 +8,7 @@ mod catalog;
 mod cli;
 mod conversations;
 mod discovery;
+mod docs_commands;
 mod documents;
 mod engine;
 mod engines;
