@@ -177,7 +177,12 @@ impl EngineState {
             guard.keep_alive = None;
             return Err(Failure::bad_request(format!("\"{}\" does not support generate", req.model)));
         }
-        let (prompt, add_special) = render_prompt(&runner, &entry, req.input, self.config.template_fuel)?;
+        // Off the runtime's threads: a template may spend its whole fuel.
+        let (render_runner, render_entry, fuel) = (runner.clone(), entry.clone(), self.config.template_fuel);
+        let (prompt, add_special) =
+            tokio::task::spawn_blocking(move || render_prompt(&render_runner, &render_entry, req.input, fuel))
+                .await
+                .map_err(|e| Failure::internal(e.to_string()))??;
         tracing::debug!(model = %entry.name.display_short(), prompt_len = prompt.len(), "generation");
         let (tx, rx) = mpsc::channel(64);
         let job = GenerateJob {

@@ -394,6 +394,9 @@ impl Download<'_> {
             progress(self.report(have));
             return Ok(());
         }
+        // Reported before the request: a pull's answer starts with the first layer, once the
+        // manifest is in.
+        progress(self.report(have));
         let mut req = self.client.get(url);
         if have > 0 && have < layer.size {
             req = req.header("Range", format!("bytes={have}-"));
@@ -411,7 +414,9 @@ impl Download<'_> {
             s if s.is_success() => (tokio::fs::File::create(partial).await?, 0),
             s => return Err(PullError::status(s, &what)),
         };
-        progress(self.report(done));
+        if done != have {
+            progress(self.report(done));
+        }
         let mut body = res.bytes_stream();
         let mut last_report = done;
         while let Some(chunk) = body.next().await {

@@ -83,7 +83,10 @@ async fn a_chat_template_that_would_run_forever_fails_its_request() {
         ("recursive loop", "{% for m in messages recursive %}{{ loop(messages) }}{% endfor %}"),
         ("output", "{% set s = 'x' * 50000000 %}{% for m in range(100) %}{{ s }}{% endfor %}{{ messages }}"),
     ];
-    let chat = |model: &str| json!({"model": model, "stream": false, "messages": [{"role": "user", "content": "hi"}]});
+    let chat = |model: &str| {
+        json!({"model": model, "stream": false, "messages": [{"role": "user", "content": "hi"}],
+               "options": {"num_predict": 2}})
+    };
     tokio::time::timeout(DEADLINE, async {
         for (what, template) in templates {
             let res = e.post("/api/create", &json!({"model": what.replace(' ', "-"), "from": TINY, "template": template, "stream": false})).await;
@@ -128,6 +131,6 @@ async fn no_answer_names_a_path_of_the_store() {
     answers.push(e.post("/api/create", &json!({"model": "x", "files": {"m.gguf": junk_digest}})).await.text);
     for answer in answers {
         assert!(!answer.contains(&data_dir), "{answer}");
-        assert!(!answer.contains("/blobs/"), "{answer}");
+        assert!(!answer.contains("blobs/sha256-"), "{answer}");
     }
 }
