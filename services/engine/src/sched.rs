@@ -435,9 +435,8 @@ fn kv_bytes(h: &GgufFile, n_ctx: u32) -> u64 {
     let embd = h.embedding_length().unwrap_or(0);
     let heads = h.arch_u64("attention.head_count").unwrap_or(1).max(1);
     let kv_heads = h.arch_u64("attention.head_count_kv").unwrap_or(heads);
-    let width = |key: &str| {
-        h.arch_u64(key).map_or(embd.saturating_mul(kv_heads) / heads, |n| n.saturating_mul(kv_heads))
-    };
+    let width =
+        |key: &str| h.arch_u64(key).map_or(embd.saturating_mul(kv_heads) / heads, |n| n.saturating_mul(kv_heads));
     let kv = width("attention.key_length").saturating_add(width("attention.value_length"));
     u64::from(n_ctx).saturating_mul(layers).saturating_mul(kv).saturating_mul(2)
 }

@@ -78,7 +78,10 @@ async fn lying_gguf_headers_are_refused_by_create_and_import() {
 async fn a_chat_template_that_would_run_forever_fails_its_request() {
     let e = TestEngine::with_tiny().await;
     let templates = [
-        ("loops", "{% for i in range(100000) %}{% for j in range(100000) %}{{ messages[0].content }}{% endfor %}{% endfor %}"),
+        (
+            "loops",
+            "{% for i in range(100000) %}{% for j in range(100000) %}{{ messages[0].content }}{% endfor %}{% endfor %}",
+        ),
         ("recursion", "{% macro m(n) %}{{ m(n + 1) }}{% endmacro %}{{ m(0) }}{{ messages }}"),
         ("recursive loop", "{% for m in messages recursive %}{{ loop(messages) }}{% endfor %}"),
         ("output", "{% set s = 'x' * 50000000 %}{% for m in range(100) %}{{ s }}{% endfor %}{{ messages }}"),
@@ -89,7 +92,12 @@ async fn a_chat_template_that_would_run_forever_fails_its_request() {
     };
     tokio::time::timeout(DEADLINE, async {
         for (what, template) in templates {
-            let res = e.post("/api/create", &json!({"model": what.replace(' ', "-"), "from": TINY, "template": template, "stream": false})).await;
+            let res = e
+                .post(
+                    "/api/create",
+                    &json!({"model": what.replace(' ', "-"), "from": TINY, "template": template, "stream": false}),
+                )
+                .await;
             assert_eq!(res.status, 200, "{what}: {}", res.text);
             let res = e.post("/api/chat", &chat(&what.replace(' ', "-"))).await;
             assert_eq!(res.status, 400, "{what}: {}", res.text);

@@ -88,7 +88,8 @@ async fn manifest(
     if *r.huge_manifest.lock().unwrap() {
         // `{"layers": [` and then a gigabyte of spaces, with no length announced.
         let chunk = axum::body::Bytes::from(vec![b' '; 1 << 16]);
-        let start = futures::stream::once(async { Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"{\"layers\": [")) });
+        let start =
+            futures::stream::once(async { Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"{\"layers\": [")) });
         let rest = futures::stream::iter(std::iter::repeat_n(chunk, (1 << 30) >> 16).map(Ok));
         return Body::from_stream(start.chain(rest)).into_response();
     }
