@@ -8,6 +8,7 @@ pub mod cache;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod net;
 pub mod outbox;
 pub mod problem;
 pub mod ratelimit;

@@ -38,8 +38,10 @@ pub enum ClientError {
     #[error("engine request failed: {0}")]
     Transport(#[source] UpstreamError),
     /// The engine answered with an error status: 404 unknown model, 400 bad request, 503 busy…
+    /// `code` is the stable code OllamaNet's engine (or a problem document) gives; Ollama gives
+    /// none.
     #[error("engine answered {status}: {message}")]
-    Status { status: StatusCode, message: String },
+    Status { status: StatusCode, message: String, code: Option<String> },
     /// The request could not be serialized.
     #[error("request not encodable: {0}")]
     Encode(#[source] serde_json::Error),
@@ -227,20 +229,19 @@ fn check(status: StatusCode, body: &Bytes) -> Result<(), ClientError> {
     if status.is_success() { Ok(()) } else { Err(status_error(status, body)) }
 }
 
-/// The error message of an error answer: Ollama's `{"error"}`, else a problem's `detail`, else
-/// the text itself.
+/// The error of an error answer: Ollama's `{"error"}` (and the `code` OllamaNet's engine adds),
+/// else a problem's `detail` and `code`, else the text itself.
 fn status_error(status: StatusCode, body: &[u8]) -> ClientError {
-    let message = serde_json::from_slice::<ErrorResponse>(body)
-        .map(|e| e.error)
+    let (message, code) = serde_json::from_slice::<ErrorResponse>(body)
+        .map(|e| (e.error, e.code))
         .or_else(|_| {
-            serde_json::from_slice::<serde_json::Value>(body)
-                .ok()
-                .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_owned))
-                .ok_or(())
+            let v = serde_json::from_slice::<serde_json::Value>(body).map_err(|_| ())?;
+            let detail = v.get("detail").and_then(|d| d.as_str()).ok_or(())?;
+            Ok((detail.to_owned(), v.get("code").and_then(|c| c.as_str()).map(str::to_owned)))
         })
         .unwrap_or_else(|()| {
             let text = String::from_utf8_lossy(&body[..body.len().min(1024)]).trim().to_owned();
-            if text.is_empty() { status.canonical_reason().unwrap_or("error").to_owned() } else { text }
+            (if text.is_empty() { status.canonical_reason().unwrap_or("error").to_owned() } else { text }, None)
         });
-    ClientError::Status { status, message }
+    ClientError::Status { status, message, code }
 }

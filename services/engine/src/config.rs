@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// Enough for the chat templates of real models over thousands of messages with tools.
+pub const DEFAULT_TEMPLATE_FUEL: u64 = 5_000_000;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineConfig {
@@ -17,6 +20,15 @@ pub struct EngineConfig {
     /// PEM certificates trusted for registries besides the system's trust store (a private
     /// mirror's own CA).
     pub registry_ca_file: Option<PathBuf>,
+    /// How long a registry may take to answer a request, and stay silent during a download.
+    #[serde(with = "kit::config::duration")]
+    pub registry_timeout: Duration,
+    /// Let a registry at a private address redirect to other private addresses (a mirror that
+    /// hands its blobs to an object store of the same network). Off: a redirect may reach a
+    /// private, loopback or link-local address only if it is the registry's own.
+    pub registry_private_redirects: bool,
+    /// Instructions a chat template may run for one request (minijinja's fuel).
+    pub template_fuel: u64,
     /// Requests one loaded model serves at once (each has its own context and KV cache).
     pub parallel: usize,
     /// Requests that may wait per model; past it the engine answers 503.
@@ -39,6 +51,9 @@ impl Default for EngineConfig {
             ollama_models_dir: None,
             registry_url: "https://registry.ollama.ai".into(),
             registry_ca_file: None,
+            registry_timeout: Duration::from_secs(20),
+            registry_private_redirects: false,
+            template_fuel: DEFAULT_TEMPLATE_FUEL,
             parallel: 1,
             max_queue: 512,
             keep_alive: Duration::from_secs(300),
@@ -72,6 +87,12 @@ impl EngineConfig {
         }
         if !(self.registry_url.starts_with("http://") || self.registry_url.starts_with("https://")) {
             return Err("engine.registry_url must be an http(s) URL".into());
+        }
+        if self.registry_timeout.is_zero() {
+            return Err("engine.registry_timeout must be more than zero".into());
+        }
+        if self.template_fuel == 0 {
+            return Err("engine.template_fuel must be more than zero".into());
         }
         Ok(())
     }

@@ -14,18 +14,24 @@ use crate::name::ModelName;
 use crate::options::{self, GenOptions};
 use crate::sched::{KeepAlive, Runner, SchedError, Scheduler};
 use crate::store::{ModelEntry, PARAMS_MEDIA_TYPE, SYSTEM_MEDIA_TYPE, Store, TEMPLATE_MEDIA_TYPE};
-use crate::template::{self, TemplateMessage};
+use crate::template::{self, TemplateError, TemplateMessage};
 
-/// A failure with the HTTP status Ollama would answer.
+/// A failure with the HTTP status Ollama would answer, and for the failures Ollama has no
+/// status of its own for (a registry that is down, a template over its budget) a stable code.
 #[derive(Debug, Clone)]
 pub struct Failure {
     pub status: u16,
     pub message: String,
+    pub code: Option<&'static str>,
 }
 
 impl Failure {
     pub fn new(status: u16, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
+        Self { status, message: message.into(), code: None }
+    }
+
+    pub fn coded(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, message: message.into(), code: Some(code) }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -51,7 +57,7 @@ pub struct EngineState {
     pub config: EngineConfig,
     pub store: Arc<Store>,
     pub sched: Arc<Scheduler>,
-    pub http: reqwest::Client,
+    pub registry: crate::registry::Registry,
     pub shutdown: CancellationToken,
     pub pulls: crate::registry::Pulls,
 }
@@ -171,7 +177,12 @@ impl EngineState {
             guard.keep_alive = None;
             return Err(Failure::bad_request(format!("\"{}\" does not support generate", req.model)));
         }
-        let (prompt, add_special) = render_prompt(&runner, &entry, req.input)?;
+        // Off the runtime's threads: a template may spend its whole fuel.
+        let (render_runner, render_entry, fuel) = (runner.clone(), entry.clone(), self.config.template_fuel);
+        let (prompt, add_special) =
+            tokio::task::spawn_blocking(move || render_prompt(&render_runner, &render_entry, req.input, fuel))
+                .await
+                .map_err(|e| Failure::internal(e.to_string()))??;
         tracing::debug!(model = %entry.name.display_short(), prompt_len = prompt.len(), "generation");
         let (tx, rx) = mpsc::channel(64);
         let job = GenerateJob {
@@ -255,7 +266,12 @@ fn is_jinja(t: &str) -> bool {
 }
 
 /// Renders the prompt; returns it and whether the tokenizer should add BOS.
-fn render_prompt(runner: &Runner, entry: &ModelEntry, input: PromptInput) -> Result<(String, bool), Failure> {
+fn render_prompt(
+    runner: &Runner,
+    entry: &ModelEntry,
+    input: PromptInput,
+    fuel: u64,
+) -> Result<(String, bool), Failure> {
     let loaded = &runner.loaded;
     let (messages, tools) = match input {
         PromptInput::Generate { prompt, raw: true, .. } => return Ok((prompt, loaded.add_bos)),
@@ -279,11 +295,12 @@ fn render_prompt(runner: &Runner, entry: &ModelEntry, input: PromptInput) -> Res
     let layer = entry.text_layer(TEMPLATE_MEDIA_TYPE).filter(|t| is_jinja(t));
     let template = layer.or_else(|| loaded.chat_template.clone());
     if let Some(t) = &template {
-        match template::render(t, &messages, tools.as_ref(), &loaded.bos, &loaded.eos) {
+        match template::render(t, &messages, tools.as_ref(), &loaded.bos, &loaded.eos, fuel) {
             Ok(text) => {
                 let add = loaded.add_bos && (loaded.bos.is_empty() || !text.starts_with(&loaded.bos));
                 return Ok((text, add));
             }
+            Err(e @ TemplateError::Limit(_)) => return Err(Failure::coded(400, "template_limit", e.to_string())),
             Err(e) => tracing::debug!(error = %e, "the chat template did not render; using llama.cpp's"),
         }
     }

@@ -16,6 +16,18 @@ const DEFAULT_ALIGNMENT: u64 = 32;
 /// Arrays longer than this are summarised (not kept) unless the caller asks for everything.
 const LARGE_ARRAY: u64 = 64;
 
+// What a header may declare, whatever the file holds. Real models have tens of metadata pairs,
+// up to tens of thousands of tensors, strings of at most a few hundred kilobytes (chat
+// templates) and vocabularies of a few hundred thousand tokens.
+const MAX_KV: u64 = 1 << 16;
+const MAX_TENSORS: u64 = 1 << 20;
+const MAX_STRING: u64 = 16 << 20;
+/// ggml's own limit is 4.
+const MAX_DIMS: u32 = 8;
+/// Items of long arrays a full read keeps, all arrays together (a full read is `/api/show`
+/// with `verbose`; what does not fit is summarised as if the read were not full).
+const MAX_KEPT_ITEMS: u64 = 1 << 22;
+
 #[derive(Debug, thiserror::Error)]
 pub enum GgufError {
     #[error(transparent)]
@@ -26,6 +38,8 @@ pub enum GgufError {
     Version(u32),
     #[error("malformed GGUF: {0}")]
     Malformed(String),
+    #[error("malformed GGUF: the header ends early")]
+    Truncated,
 }
 
 /// A metadata value. Arrays keep their element type so that they can be written back.
@@ -266,7 +280,7 @@ pub struct TensorInfo {
 
 impl TensorInfo {
     pub fn elements(&self) -> u64 {
-        self.dims.iter().product()
+        self.dims.iter().fold(1u64, |n, d| n.saturating_mul(*d))
     }
 }
 
@@ -281,46 +295,54 @@ pub struct GgufFile {
 impl GgufFile {
     /// Reads the header of `path`. Long arrays (token lists) are kept only with `full`.
     pub fn read(path: &Path, full: bool) -> Result<Self, GgufError> {
-        let mut r = BufReader::with_capacity(1 << 16, File::open(path)?);
-        Self::read_from(&mut r, full)
+        let file = File::open(path)?;
+        let len = file.metadata()?.len();
+        Self::read_from(BufReader::with_capacity(1 << 16, file), len, full)
     }
 
-    pub fn read_from<R: Read>(r: &mut R, full: bool) -> Result<Self, GgufError> {
-        let mut magic = [0u8; 4];
-        match r.read_exact(&mut magic) {
+    /// Reads a header from `r`, which holds `len` bytes: no count or length the header declares
+    /// is believed beyond what those bytes can hold, and nothing is allocated ahead of the bytes
+    /// that fill it, so a truncated or lying header is an error, never a huge allocation.
+    pub fn read_from<R: Read>(r: R, len: u64, full: bool) -> Result<Self, GgufError> {
+        let mut h = HeaderReader { r, left: len, kept: if full { MAX_KEPT_ITEMS } else { 0 } };
+        let magic: [u8; 4] = match h.bytes() {
             // A file shorter than the magic is not GGUF either.
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(GgufError::BadMagic),
+            Err(GgufError::Truncated) => return Err(GgufError::BadMagic),
             other => other?,
-        }
+        };
         if &magic != MAGIC {
             return Err(GgufError::BadMagic);
         }
-        let version = read_u32(r)?;
+        let version = h.u32()?;
         if !(2..=3).contains(&version) {
             return Err(GgufError::Version(version));
         }
-        let n_tensors = read_u64(r)?;
-        let n_kv = read_u64(r)?;
-        if n_tensors > 1 << 24 || n_kv > 1 << 20 {
-            return Err(GgufError::Malformed("implausible counts".into()));
-        }
+        let n_tensors = h.u64()?;
+        let n_kv = h.u64()?;
+        // The smallest pair is a key length, a type and a one-byte value; the smallest tensor
+        // info a name length, a dimension count, a type and an offset.
+        h.holds("metadata pairs", n_kv, MAX_KV, 8 + 4 + 1)?;
+        h.holds("tensors", n_tensors, MAX_TENSORS, 8 + 4 + 4 + 8)?;
         let mut metadata = BTreeMap::new();
         for _ in 0..n_kv {
-            let key = read_string(r)?;
-            let ty = ValueType::from_u32(read_u32(r)?)?;
-            let value = read_value(r, ty, full)?;
+            let key = h.string()?;
+            let ty = ValueType::from_u32(h.u32()?)?;
+            let value = h.value(ty)?;
             metadata.insert(key, value);
         }
-        let mut tensors = Vec::with_capacity(n_tensors as usize);
+        let mut tensors = Vec::new();
         for _ in 0..n_tensors {
-            let name = read_string(r)?;
-            let n_dims = read_u32(r)?;
-            if n_dims > 8 {
+            let name = h.string()?;
+            let n_dims = h.u32()?;
+            if n_dims > MAX_DIMS {
                 return Err(GgufError::Malformed(format!("tensor {name} has {n_dims} dimensions")));
             }
-            let dims = (0..n_dims).map(|_| read_u64(r)).collect::<Result<Vec<_>, _>>()?;
-            let kind = TensorType::from_id(read_u32(r)?);
-            let offset = read_u64(r)?;
+            let dims = (0..n_dims).map(|_| h.u64()).collect::<Result<Vec<_>, _>>()?;
+            if dims.iter().try_fold(1u64, |n, d| n.checked_mul(*d)).is_none() {
+                return Err(GgufError::Malformed(format!("tensor {name} has more elements than a u64 counts")));
+            }
+            let kind = TensorType::from_id(h.u32()?);
+            let offset = h.u64()?;
             tensors.push(TensorInfo { name, dims, kind, offset });
         }
         Ok(Self { version, metadata, tensors })
@@ -356,7 +378,8 @@ impl GgufFile {
     }
 
     pub fn parameter_count(&self) -> u64 {
-        self.get_u64("general.parameter_count").unwrap_or_else(|| self.tensors.iter().map(TensorInfo::elements).sum())
+        self.get_u64("general.parameter_count")
+            .unwrap_or_else(|| self.tensors.iter().fold(0u64, |n, t| n.saturating_add(t.elements())))
     }
 
     pub fn file_type(&self) -> Option<u64> {
@@ -379,7 +402,8 @@ impl GgufFile {
         }
         let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
         for t in &self.tensors {
-            *counts.entry(t.kind.name()).or_default() += t.elements();
+            let n = counts.entry(t.kind.name()).or_default();
+            *n = n.saturating_add(t.elements());
         }
         counts.into_iter().max_by_key(|(_, n)| *n).map_or_else(|| "unknown".to_owned(), |(k, _)| k.to_owned())
     }
@@ -407,34 +431,116 @@ pub fn human_parameters(n: u64) -> String {
     if value.fract() == 0.0 { format!("{value:.0}{unit}") } else { format!("{value:.decimals$}{unit}") }
 }
 
-fn read_u32<R: Read>(r: &mut R) -> io::Result<u32> {
-    let mut b = [0u8; 4];
-    r.read_exact(&mut b)?;
-    Ok(u32::from_le_bytes(b))
+/// Reads a header while counting the bytes the file has left.
+struct HeaderReader<R> {
+    r: R,
+    left: u64,
+    /// Items of long arrays that may still be kept (the rest are summarised).
+    kept: u64,
 }
 
-fn read_u64<R: Read>(r: &mut R) -> io::Result<u64> {
-    let mut b = [0u8; 8];
-    r.read_exact(&mut b)?;
-    Ok(u64::from_le_bytes(b))
-}
-
-fn read_string<R: Read>(r: &mut R) -> Result<String, GgufError> {
-    let len = read_u64(r)?;
-    if len > 1 << 28 {
-        return Err(GgufError::Malformed(format!("string of {len} bytes")));
+impl<R: Read> HeaderReader<R> {
+    /// Refuses `count` items of at least `each` bytes when the file cannot hold them or there
+    /// are more than `max`.
+    fn holds(&self, what: &str, count: u64, max: u64, each: u64) -> Result<(), GgufError> {
+        if count > max {
+            return Err(GgufError::Malformed(format!("{count} {what} (at most {max})")));
+        }
+        match count.checked_mul(each) {
+            Some(bytes) if bytes <= self.left => Ok(()),
+            _ => Err(GgufError::Malformed(format!("{count} {what} do not fit in the file"))),
+        }
     }
-    let mut buf = vec![0u8; len as usize];
-    r.read_exact(&mut buf)?;
-    Ok(String::from_utf8_lossy(&buf).into_owned())
+
+    fn bytes<const N: usize>(&mut self) -> Result<[u8; N], GgufError> {
+        let mut b = [0u8; N];
+        self.r.read_exact(&mut b).map_err(truncated)?;
+        self.left = self.left.saturating_sub(N as u64);
+        Ok(b)
+    }
+
+    fn u32(&mut self) -> Result<u32, GgufError> {
+        self.bytes().map(u32::from_le_bytes)
+    }
+
+    fn u64(&mut self) -> Result<u64, GgufError> {
+        self.bytes().map(u64::from_le_bytes)
+    }
+
+    fn string(&mut self) -> Result<String, GgufError> {
+        let len = self.u64()?;
+        self.holds("string bytes", len, MAX_STRING, 1)?;
+        // `len` is proven to be in the file, so the buffer never outgrows what is read into it.
+        let mut buf = Vec::with_capacity(len as usize);
+        let got = self.r.by_ref().take(len).read_to_end(&mut buf).map_err(truncated)?;
+        if got as u64 != len {
+            return Err(GgufError::Truncated);
+        }
+        self.left -= len;
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    }
+
+    fn skip(&mut self, len: u64) -> Result<(), GgufError> {
+        self.holds("bytes", len, u64::MAX, 1)?;
+        let copied = io::copy(&mut self.r.by_ref().take(len), &mut io::sink()).map_err(truncated)?;
+        if copied != len {
+            return Err(GgufError::Truncated);
+        }
+        self.left -= len;
+        Ok(())
+    }
+
+    fn value(&mut self, ty: ValueType) -> Result<Value, GgufError> {
+        Ok(match ty {
+            ValueType::U8 => Value::U8(u8::from_le_bytes(self.bytes()?)),
+            ValueType::I8 => Value::I8(i8::from_le_bytes(self.bytes()?)),
+            ValueType::Bool => Value::Bool(self.bytes::<1>()?[0] != 0),
+            ValueType::U16 => Value::U16(u16::from_le_bytes(self.bytes()?)),
+            ValueType::I16 => Value::I16(i16::from_le_bytes(self.bytes()?)),
+            ValueType::U32 => Value::U32(u32::from_le_bytes(self.bytes()?)),
+            ValueType::I32 => Value::I32(i32::from_le_bytes(self.bytes()?)),
+            ValueType::F32 => Value::F32(f32::from_le_bytes(self.bytes()?)),
+            ValueType::U64 => Value::U64(u64::from_le_bytes(self.bytes()?)),
+            ValueType::I64 => Value::I64(i64::from_le_bytes(self.bytes()?)),
+            ValueType::F64 => Value::F64(f64::from_le_bytes(self.bytes()?)),
+            ValueType::String => Value::String(self.string()?),
+            ValueType::Array => {
+                let elem = ValueType::from_u32(self.u32()?)?;
+                let len = self.u64()?;
+                // ggml reads no arrays of arrays either: nesting ends here, at depth one.
+                if elem == ValueType::Array {
+                    return Err(GgufError::Malformed("nested arrays".into()));
+                }
+                // A string element is at least its length.
+                let size = scalar_size(elem).unwrap_or(8);
+                self.holds("array items", len, u64::MAX, size)?;
+                if len > LARGE_ARRAY && len > self.kept {
+                    match scalar_size(elem) {
+                        Some(size) => self.skip(len * size)?,
+                        None => {
+                            for _ in 0..len {
+                                let n = self.u64()?;
+                                self.skip(n)?;
+                            }
+                        }
+                    }
+                    return Ok(Value::LongArray(elem, len));
+                }
+                if len > LARGE_ARRAY {
+                    self.kept -= len;
+                }
+                let mut items = Vec::new();
+                for _ in 0..len {
+                    items.push(self.value(elem)?);
+                }
+                Value::Array(elem, items)
+            }
+        })
+    }
 }
 
-fn skip<R: Read>(r: &mut R, len: u64) -> Result<(), GgufError> {
-    let copied = io::copy(&mut r.by_ref().take(len), &mut io::sink())?;
-    if copied != len {
-        return Err(GgufError::Io(io::ErrorKind::UnexpectedEof.into()));
-    }
-    Ok(())
+fn truncated(e: io::Error) -> GgufError {
+    if e.kind() == io::ErrorKind::UnexpectedEof { GgufError::Truncated } else { GgufError::Io(e) }
 }
 
 fn scalar_size(ty: ValueType) -> Option<u64> {
@@ -444,87 +550,6 @@ fn scalar_size(ty: ValueType) -> Option<u64> {
         ValueType::U32 | ValueType::I32 | ValueType::F32 => 4,
         ValueType::U64 | ValueType::I64 | ValueType::F64 => 8,
         ValueType::String | ValueType::Array => return None,
-    })
-}
-
-fn read_value<R: Read>(r: &mut R, ty: ValueType, full: bool) -> Result<Value, GgufError> {
-    let mut b1 = [0u8; 1];
-    let mut b2 = [0u8; 2];
-    let mut b4 = [0u8; 4];
-    let mut b8 = [0u8; 8];
-    Ok(match ty {
-        ValueType::U8 => {
-            r.read_exact(&mut b1)?;
-            Value::U8(b1[0])
-        }
-        ValueType::I8 => {
-            r.read_exact(&mut b1)?;
-            Value::I8(i8::from_le_bytes(b1))
-        }
-        ValueType::Bool => {
-            r.read_exact(&mut b1)?;
-            Value::Bool(b1[0] != 0)
-        }
-        ValueType::U16 => {
-            r.read_exact(&mut b2)?;
-            Value::U16(u16::from_le_bytes(b2))
-        }
-        ValueType::I16 => {
-            r.read_exact(&mut b2)?;
-            Value::I16(i16::from_le_bytes(b2))
-        }
-        ValueType::U32 => {
-            r.read_exact(&mut b4)?;
-            Value::U32(u32::from_le_bytes(b4))
-        }
-        ValueType::I32 => {
-            r.read_exact(&mut b4)?;
-            Value::I32(i32::from_le_bytes(b4))
-        }
-        ValueType::F32 => {
-            r.read_exact(&mut b4)?;
-            Value::F32(f32::from_le_bytes(b4))
-        }
-        ValueType::U64 => {
-            r.read_exact(&mut b8)?;
-            Value::U64(u64::from_le_bytes(b8))
-        }
-        ValueType::I64 => {
-            r.read_exact(&mut b8)?;
-            Value::I64(i64::from_le_bytes(b8))
-        }
-        ValueType::F64 => {
-            r.read_exact(&mut b8)?;
-            Value::F64(f64::from_le_bytes(b8))
-        }
-        ValueType::String => Value::String(read_string(r)?),
-        ValueType::Array => {
-            let elem = ValueType::from_u32(read_u32(r)?)?;
-            let len = read_u64(r)?;
-            if elem == ValueType::Array {
-                return Err(GgufError::Malformed("nested arrays".into()));
-            }
-            if !full && len > LARGE_ARRAY {
-                match scalar_size(elem) {
-                    Some(size) => {
-                        let bytes = len.checked_mul(size).ok_or_else(|| GgufError::Malformed("array size".into()))?;
-                        skip(r, bytes)?;
-                    }
-                    None => {
-                        for _ in 0..len {
-                            let n = read_u64(r)?;
-                            skip(r, n)?;
-                        }
-                    }
-                }
-                return Ok(Value::LongArray(elem, len));
-            }
-            if len > 1 << 26 {
-                return Err(GgufError::Malformed(format!("array of {len} items")));
-            }
-            let items = (0..len).map(|_| read_value(r, elem, full)).collect::<Result<Vec<_>, _>>()?;
-            Value::Array(elem, items)
-        }
     })
 }
 
@@ -692,7 +717,7 @@ mod tests {
         w.tensor(TensorData::f32("b", &[5], &[1.0; 5]));
         let mut bytes = Vec::new();
         w.write_to(&mut bytes).unwrap();
-        let f = GgufFile::read_from(&mut io::Cursor::new(&bytes), false).unwrap();
+        let f = GgufFile::read_from(bytes.as_slice(), bytes.len() as u64, false).unwrap();
         assert_eq!(f.architecture(), Some("llama"));
         assert_eq!(f.context_length(), Some(128));
         assert_eq!(f.get("flag"), Some(&Value::Bool(true)));
@@ -704,8 +729,122 @@ mod tests {
         assert_eq!(f.tensors.len(), 2);
         assert_eq!(f.tensors[1].offset, 32);
         assert_eq!(f.parameter_count(), 11);
-        let full = GgufFile::read_from(&mut io::Cursor::new(&bytes), true).unwrap();
+        let full = GgufFile::read_from(bytes.as_slice(), bytes.len() as u64, true).unwrap();
         assert!(matches!(full.get("tokenizer.ggml.tokens"), Some(Value::Array(_, v)) if v.len() == 100));
+    }
+
+    /// Reads `bytes` as a header, expecting a refusal.
+    fn refused(bytes: &[u8], full: bool) -> GgufError {
+        GgufFile::read_from(bytes, bytes.len() as u64, full).expect_err("a hostile header is refused")
+    }
+
+    /// A header: magic, version 3, the counts, then `rest`.
+    fn header(n_tensors: u64, n_kv: u64, rest: &[u8]) -> Vec<u8> {
+        let mut b = MAGIC.to_vec();
+        b.extend_from_slice(&3u32.to_le_bytes());
+        b.extend_from_slice(&n_tensors.to_le_bytes());
+        b.extend_from_slice(&n_kv.to_le_bytes());
+        b.extend_from_slice(rest);
+        b
+    }
+
+    fn string(len: u64, content: &[u8]) -> Vec<u8> {
+        [&len.to_le_bytes()[..], content].concat()
+    }
+
+    #[test]
+    fn lying_headers_are_refused() {
+        let key = string(1, b"k");
+        let u32s = |v: &[u32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        // An array of arrays of arrays…, a thousand deep.
+        let mut nested = key.clone();
+        nested.extend(u32s(&[ValueType::Array as u32]));
+        for _ in 0..1000 {
+            nested.extend(u32s(&[ValueType::Array as u32]));
+            nested.extend(1u64.to_le_bytes());
+        }
+        let array_of = |elem: ValueType, len: u64| {
+            let mut b = key.clone();
+            b.extend(u32s(&[ValueType::Array as u32, elem as u32]));
+            b.extend(len.to_le_bytes());
+            b.extend([0u8; 64]);
+            b
+        };
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("2^60 metadata pairs", header(0, 1 << 60, &[0; 64])),
+            ("a thousand pairs in a few bytes", header(0, 1000, &[0; 64])),
+            ("2^24 - 1 tensors in a few bytes", header((1 << 24) - 1, 0, &[0; 64])),
+            ("2^60 tensors", header(1 << 60, 0, &[0; 64])),
+            ("a key of 2^40 bytes", header(0, 1, &string(1 << 40, b"abc"))),
+            ("a key of 15 MiB in a few bytes", header(0, 1, &string(15 << 20, b"abc"))),
+            ("a value of 15 MiB", header(0, 1, &[&key[..], &u32s(&[8]), &string(15 << 20, b"abc")].concat())),
+            ("deeply nested arrays", header(0, 1, &nested)),
+            ("an array of 2^50 u64", header(0, 1, &array_of(ValueType::U64, 1 << 50))),
+            ("an array of 2^20 strings in a few bytes", header(0, 1, &array_of(ValueType::String, 1 << 20))),
+            ("a tensor of 2^70 elements", {
+                let mut t = string(1, b"t");
+                t.extend(u32s(&[2]));
+                t.extend((1u64 << 40).to_le_bytes());
+                t.extend((1u64 << 30).to_le_bytes());
+                t.extend(u32s(&[0]));
+                t.extend(0u64.to_le_bytes());
+                header(1, 0, &t)
+            }),
+        ];
+        for full in [false, true] {
+            for (what, bytes) in &cases {
+                let err = refused(bytes, full);
+                assert!(matches!(err, GgufError::Malformed(_) | GgufError::Truncated), "{what}: {err}");
+            }
+        }
+    }
+
+    /// The cases above again, in a copy of this test binary whose address space is capped
+    /// (`prlimit`, util-linux): a reader that allocated what a header declares (a gigabyte for
+    /// 2^24 tensors) would abort there.
+    #[test]
+    fn lying_headers_need_no_memory() {
+        const MARK: &str = "OLLAMANET_GGUF_UNDER_LIMIT";
+        // The binary itself takes about 200 MB of address space (MALLOC_ARENA_MAX=1).
+        const ADDRESS_SPACE: u64 = 768 << 20;
+        if std::env::var_os(MARK).is_some() {
+            return lying_headers_are_refused();
+        }
+        let me = std::env::current_exe().unwrap();
+        let out = std::process::Command::new("prlimit")
+            .arg(format!("--as={ADDRESS_SPACE}"))
+            .arg(me)
+            .args(["--exact", "gguf::tests::lying_headers_need_no_memory", "--test-threads=1"])
+            .env(MARK, "1")
+            .env("MALLOC_ARENA_MAX", "1")
+            .output()
+            .expect("prlimit runs");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && text.contains("1 passed"), "{text}");
+    }
+
+    #[test]
+    fn every_truncation_of_a_real_header_is_an_error() {
+        let mut w = GgufWriter::new();
+        w.string("general.architecture", "llama")
+            .strings("tokenizer.ggml.tokens", (0..100).map(|i| format!("t{i}")))
+            .f32s("scores", (0..100).map(|i| i as f32));
+        w.tensor(TensorData::f32("a", &[2, 3], &[0.0; 6]));
+        let mut bytes = Vec::new();
+        w.write_to(&mut bytes).unwrap();
+        // Every prefix is an error or (once the header is whole) the header: never a panic.
+        for cut in 0..bytes.len() {
+            let part = &bytes[..cut];
+            for full in [false, true] {
+                if let Err(err) = GgufFile::read_from(part, part.len() as u64, full) {
+                    let expected = matches!(err, GgufError::BadMagic | GgufError::Truncated | GgufError::Malformed(_));
+                    assert!(expected && cut < bytes.len() - 32, "{cut}: {err}");
+                }
+            }
+        }
+        // A file that declares more bytes than its reader has is caught the same way.
+        let err = GgufFile::read_from(&bytes[..100], bytes.len() as u64, true).expect_err("short reader");
+        assert!(matches!(err, GgufError::Truncated), "{err}");
     }
 
     #[test]

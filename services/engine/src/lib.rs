@@ -120,12 +120,12 @@ pub async fn start(
         threads: config.threads(),
     };
     let scheduler = sched::Scheduler::new(sched_config, store.clone(), counters.clone(), shutdown.clone());
-    let http_client = registry::client(config.registry_ca_file.as_deref())?;
+    let registry = registry::Registry::new(config)?;
     let state = Arc::new(engine::EngineState {
         config: config.clone(),
         store,
         sched: scheduler.clone(),
-        http: http_client,
+        registry,
         shutdown,
         pulls: registry::Pulls::default(),
     });

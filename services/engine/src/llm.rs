@@ -168,7 +168,11 @@ impl Loaded {
     pub fn load(path: &Path, opts: &LoadOptions, stats: Arc<Stats>, activity: Arc<Activity>) -> Result<Self, String> {
         let backend = backend()?;
         let params = LlamaModelParams::default();
-        let model = Arc::new(LlamaModel::load_from_file(backend, path, &params).map_err(|e| e.to_string())?);
+        // The message goes to clients: it names the failure, never the path of the store.
+        let model = Arc::new(LlamaModel::load_from_file(backend, path, &params).map_err(|e| match e {
+            llama_cpp_2::LlamaModelLoadError::PathToStrError(_) => "the model's file name is not UTF-8".to_owned(),
+            other => format!("llama.cpp cannot load the model: {other}"),
+        })?);
         let n_ctx_train = model.n_ctx_train().max(1);
         let n_ctx = opts.num_ctx.clamp(1, n_ctx_train);
         let vocab = model.vocab();

@@ -110,9 +110,8 @@ pub async fn pull(
 ) -> Result<(), EngineError> {
     let store = open(data_dir, config)?;
     let name = ModelName::parse(name)?;
-    let client = registry::client(config.registry_ca_file.as_deref())?;
-    let pulls = registry::Pulls::default();
-    registry::pull(&store, &client, &pulls, &config.registry_url, &name, false, &mut progress).await?;
+    let registry = registry::Registry::new(config)?;
+    registry.pull(&store, &registry::Pulls::default(), &name, false, &mut progress).await?;
     Ok(())
 }
 

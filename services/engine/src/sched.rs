@@ -263,7 +263,7 @@ impl Scheduler {
         let ctx_train = header.context_length().unwrap_or(u64::from(num_ctx)).max(1);
         let n_ctx = u64::from(num_ctx).min(ctx_train) as u32;
         let parallel = if embedding { 1 } else { self.config.parallel.max(1) };
-        let size = file_size + kv_bytes(&header, n_ctx) * parallel as u64;
+        let size = file_size.saturating_add(kv_bytes(&header, n_ctx).saturating_mul(parallel as u64));
         self.make_room(size).await?;
         let opts = LoadOptions { num_ctx: n_ctx, parallel, threads: self.config.threads, embedding };
         let stats = self.stats.clone();
@@ -296,15 +296,16 @@ impl Scheduler {
     /// waits while busy models hold the memory.
     async fn make_room(&self, size: u64) -> Result<(), SchedError> {
         let budget = self.config.memory_budget;
+        if size > budget {
+            // Evicting the others would not make it fit.
+            return Err(SchedError::TooLarge { needed: size, budget });
+        }
         loop {
             let notified = self.changed.notified();
             let runners = self.loaded();
             let used: u64 = runners.iter().map(|r| r.size).sum();
-            if used + size <= budget {
+            if used.saturating_add(size) <= budget {
                 return Ok(());
-            }
-            if runners.is_empty() {
-                return Err(SchedError::TooLarge { needed: size, budget });
             }
             let victim = runners.iter().filter(|r| !r.busy()).min_by_key(|r| r.last_used());
             match victim {
@@ -427,13 +428,15 @@ async fn reaper(sched: Arc<Scheduler>, shutdown: CancellationToken) {
     }
 }
 
-/// The KV cache of one context: two f16 tensors of `n_ctx × kv width` per layer.
+/// The KV cache of one context: two f16 tensors of `n_ctx × kv width` per layer. Saturating: the
+/// figures come from the file, and an absurd one must mean "too big", not an overflow.
 fn kv_bytes(h: &GgufFile, n_ctx: u32) -> u64 {
     let layers = h.arch_u64("block_count").unwrap_or(1);
     let embd = h.embedding_length().unwrap_or(0);
     let heads = h.arch_u64("attention.head_count").unwrap_or(1).max(1);
     let kv_heads = h.arch_u64("attention.head_count_kv").unwrap_or(heads);
-    let k = h.arch_u64("attention.key_length").map_or(embd * kv_heads / heads, |k| k * kv_heads);
-    let v = h.arch_u64("attention.value_length").map_or(embd * kv_heads / heads, |v| v * kv_heads);
-    u64::from(n_ctx) * layers * (k + v) * 2
+    let width =
+        |key: &str| h.arch_u64(key).map_or(embd.saturating_mul(kv_heads) / heads, |n| n.saturating_mul(kv_heads));
+    let kv = width("attention.key_length").saturating_add(width("attention.value_length"));
+    u64::from(n_ctx).saturating_mul(layers).saturating_mul(kv).saturating_mul(2)
 }

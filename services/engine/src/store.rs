@@ -143,10 +143,7 @@ impl ModelEntry {
     /// A small text layer (template, system prompt, license).
     pub fn text_layer(&self, media_type: &str) -> Option<String> {
         let layer = self.manifest.layer(media_type)?;
-        if layer.size > 1 << 20 {
-            return None;
-        }
-        fs::read_to_string(self.blob_path(&layer.digest)?).ok()
+        String::from_utf8(read_small(&self.blob_path(&layer.digest)?)?).ok()
     }
 
     /// The `params` layer: default options such as `stop`, `temperature`, `num_ctx`.
@@ -156,10 +153,22 @@ impl ModelEntry {
 
     pub fn config(&self) -> ModelConfig {
         self.blob_path(&self.manifest.config.digest)
-            .and_then(|p| fs::read(p).ok())
+            .and_then(|p| read_small(&p))
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default()
     }
+}
+
+/// Bytes of the small layers (config, template, system prompt, license, parameters) that are
+/// read into memory: a registry may declare a config of gigabytes, and it is read on every
+/// listing.
+const SMALL_LAYER: u64 = 1 << 20;
+
+/// A small layer's content; `None` when it is unreadable or larger than [`SMALL_LAYER`].
+fn read_small(path: &Path) -> Option<Vec<u8>> {
+    let mut bytes = Vec::new();
+    File::open(path).ok()?.take(SMALL_LAYER + 1).read_to_end(&mut bytes).ok()?;
+    (bytes.len() as u64 <= SMALL_LAYER).then_some(bytes)
 }
 
 /// `sha256:<64 hex>` → `<root>/blobs/sha256-<hex>`; anything else is refused.

@@ -1,10 +1,64 @@
 //! Chat templates: the GGUF's `tokenizer.chat_template` (Hugging Face Jinja) rendered with
 //! minijinja, configured like transformers' sandbox (`trim_blocks`, `lstrip_blocks`, loop
 //! controls, Python string methods, `raise_exception`, `strftime_now`, `tojson`).
+//!
+//! A template comes with the model, from whoever published it, and runs on every chat request:
+//! it gets a budget of instructions (minijinja's fuel), a recursion limit and a cap on what it
+//! writes, and one that exceeds them fails that request with [`TemplateError::Limit`].
+
+use std::io;
 
 use minijinja::value::Value;
 use minijinja::{Environment, Error, ErrorKind};
 use serde::Serialize;
+
+/// Nesting (loops, conditions, macro calls) a template may reach. Far below minijinja's own
+/// ceiling, which assumes a larger stack than a runtime worker thread has.
+const RECURSION_LIMIT: usize = 100;
+/// Bytes a rendered prompt may have: no real one comes near the engine's 64 MiB body limit.
+const MAX_OUTPUT: usize = 64 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    /// The template used more than its budget: the request fails.
+    #[error("the model's chat template exceeded its limits ({0})")]
+    Limit(&'static str),
+    /// The template is not one minijinja renders (Go syntax, an unknown filter…), or it raised
+    /// an exception: the engine falls back to llama.cpp's built-in templates.
+    #[error(transparent)]
+    Render(#[from] Error),
+}
+
+impl TemplateError {
+    fn classify(e: Error) -> Self {
+        match e.kind() {
+            ErrorKind::OutOfFuel => TemplateError::Limit("it ran out of fuel, engine.template_fuel"),
+            ErrorKind::WriteFailure => TemplateError::Limit("its output is larger than 64 MiB"),
+            // minijinja reports this one only by its message.
+            ErrorKind::InvalidOperation if e.detail() == Some("recursion limit exceeded") => {
+                TemplateError::Limit("it nests deeper than 100 levels")
+            }
+            _ => TemplateError::Render(e),
+        }
+    }
+}
+
+/// A writer that refuses to grow past [`MAX_OUTPUT`].
+struct Capped(Vec<u8>);
+
+impl io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_OUTPUT {
+            return Err(io::Error::other("output limit"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
 
 /// What a template sees of one message.
 #[derive(Debug, Clone, Serialize)]
@@ -25,15 +79,19 @@ impl TemplateMessage {
     }
 }
 
-/// Renders `template` for `messages`, ending with the assistant's turn opened.
+/// Renders `template` for `messages`, ending with the assistant's turn opened, within `fuel`
+/// instructions.
 pub fn render(
     template: &str,
     messages: &[TemplateMessage],
     tools: Option<&serde_json::Value>,
     bos_token: &str,
     eos_token: &str,
-) -> Result<String, Error> {
+    fuel: u64,
+) -> Result<String, TemplateError> {
     let mut env = Environment::new();
+    env.set_fuel(Some(fuel));
+    env.set_recursion_limit(RECURSION_LIMIT);
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
@@ -52,7 +110,9 @@ pub fn render(
         eos_token => eos_token,
         date_string => strftime("%d %b %Y", time::OffsetDateTime::now_utc()),
     };
-    tmpl.render(ctx)
+    let mut out = Capped(Vec::new());
+    tmpl.render_captured_to(ctx, &mut out).map_err(TemplateError::classify)?;
+    Ok(String::from_utf8_lossy(&out.0).into_owned())
 }
 
 /// The subset of C's `strftime` that chat templates use.
@@ -112,10 +172,12 @@ fn strftime(fmt: &str, t: time::OffsetDateTime) -> String {
 mod tests {
     use super::*;
 
+    const FUEL: u64 = crate::config::DEFAULT_TEMPLATE_FUEL;
+
     #[test]
     fn renders_chatml() {
         let msgs = [TemplateMessage::new("system", "Be brief."), TemplateMessage::new("user", "Hi")];
-        let out = render(crate::tiny::CHATML_TEMPLATE, &msgs, None, "", "").unwrap();
+        let out = render(crate::tiny::CHATML_TEMPLATE, &msgs, None, "", "", FUEL).unwrap();
         assert_eq!(
             out,
             "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
@@ -128,10 +190,33 @@ mod tests {
                  [{{ m.role | upper }}] {{ m.content.strip() }}{% if m.content.strip().startswith('x') %}!{% endif %}\n\
                  {% endfor %}{{ strftime_now('%Y') | length }}{{ messages | length | tojson }}";
         let msgs = [TemplateMessage::new("system", "s"), TemplateMessage::new("user", "  xy  ")];
-        let out = render(t, &msgs, None, "<s>", "</s>").unwrap();
+        let out = render(t, &msgs, None, "<s>", "</s>", FUEL).unwrap();
         assert_eq!(out, "<s>[USER] xy!42", "trim_blocks drops the newline after a tag");
-        let err = render("{{ raise_exception('no system role') }}", &msgs, None, "", "").unwrap_err();
+        let err = render("{{ raise_exception('no system role') }}", &msgs, None, "", "", FUEL).unwrap_err();
         assert!(err.to_string().contains("no system role"));
+    }
+
+    /// Each hostile template fails with a limit error, on a thread with a runtime worker's 2 MiB
+    /// stack (a deep recursion that overflowed it would abort the test binary).
+    #[test]
+    fn hostile_templates_fail_within_their_limits() {
+        let hostile = [
+            ("{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}", "fuel"),
+            ("{% macro m(n) %}{{ m(n + 1) }}{% endmacro %}{{ m(0) }}", "nests"),
+            ("{% for m in messages recursive %}{{ loop(messages) }}{% endfor %}", "nests"),
+            ("{% set s = 'x' * 50000000 %}{% for i in range(100) %}{{ s }}{% endfor %}", "64 MiB"),
+        ];
+        for (template, why) in hostile {
+            let t = template.to_owned();
+            let err = std::thread::Builder::new()
+                .stack_size(2 << 20)
+                .spawn(move || render(&t, &[TemplateMessage::new("user", "hi")], None, "", "", FUEL).unwrap_err())
+                .unwrap()
+                .join()
+                .expect("no stack overflow");
+            assert!(matches!(err, TemplateError::Limit(_)), "{template}: {err}");
+            assert!(err.to_string().contains(why), "{template}: {err}");
+        }
     }
 
     #[test]

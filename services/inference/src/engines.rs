@@ -239,12 +239,33 @@ fn engine_error(node: &Node, error: impl std::fmt::Display) -> InferenceError {
     InferenceError::Engine { node: node.id.clone(), message: error.to_string() }
 }
 
+/// The codes, and their statuses, with which OllamaNet's engine refuses a pull because of its
+/// registry. They reach the admin as they are; any other refusal is the node's `engine_error`.
+const REGISTRY_FAILURES: [(&str, StatusCode); 5] = [
+    ("registry_unavailable", StatusCode::BAD_GATEWAY),
+    ("registry_timeout", StatusCode::GATEWAY_TIMEOUT),
+    ("registry_error", StatusCode::BAD_GATEWAY),
+    ("registry_redirect_refused", StatusCode::BAD_GATEWAY),
+    ("model_not_found", StatusCode::NOT_FOUND),
+];
+
+/// Why a node did not start a pull.
+fn pull_refused(node: &Node, error: ClientError) -> InferenceError {
+    if let ClientError::Status { status, message, code: Some(code) } = &error
+        && let Some((code, _)) = REGISTRY_FAILURES.iter().find(|(c, s)| c == code && s == status)
+    {
+        return InferenceError::Registry { node: node.id.clone(), status: *status, code, message: message.clone() };
+    }
+    engine_error(node, error)
+}
+
 /// A call to a node, bounded by [`NODE_CALL_TIMEOUT`].
 async fn bounded<T>(node: &Node, call: impl Future<Output = Result<T, ClientError>>) -> Result<T, ClientError> {
     tokio::time::timeout(NODE_CALL_TIMEOUT, call).await.unwrap_or_else(|_| {
         Err(ClientError::Status {
             status: StatusCode::GATEWAY_TIMEOUT,
             message: format!("{} did not answer within {NODE_CALL_TIMEOUT:?}", node.id),
+            code: None,
         })
     })
 }
@@ -356,7 +377,7 @@ impl Engines {
         insecure: bool,
     ) -> Result<ItemStream<ProgressResponse>, InferenceError> {
         let req = PullRequest { model: model.to_owned(), insecure, stream: None };
-        let progress = bounded(node, node.client.pull_stream(&req)).await.map_err(|e| engine_error(node, e))?;
+        let progress = bounded(node, node.client.pull_stream(&req)).await.map_err(|e| pull_refused(node, e))?;
         let record = AuditRecord::new(admin, "engine.pull", "engine", &node.id)
             .change(None, Some(json!({"model": model, "insecure": insecure})));
         self.audit(&record).await?;

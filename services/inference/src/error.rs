@@ -93,6 +93,10 @@ pub enum InferenceError {
     InvalidModelName(String),
     #[error("engine {node}: {message}")]
     Engine { node: String, message: String },
+    /// A node's registry failed it (down, slow, a model it does not have): the node's status and
+    /// code.
+    #[error("engine {node}: {message}")]
+    Registry { node: String, status: StatusCode, code: &'static str, message: String },
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("starting: {0}")]
@@ -112,6 +116,7 @@ impl InferenceError {
                 p
             }
             InferenceError::Engine { .. } => Problem::new(StatusCode::BAD_GATEWAY, "engine_error", self.to_string()),
+            InferenceError::Registry { status, code, .. } => Problem::new(*status, code, self.to_string()),
             InferenceError::Database(e) => kit::db::problem(e),
             InferenceError::Start(_) => Problem::internal(),
         }

@@ -467,8 +467,9 @@ pub struct PullModel {
     params(("node" = String, Path)), request_body = PullModel,
     responses((status = 200, description = "`text/event-stream`: `progress`… then `done` or `error`"),
     (status = 400, description = "`invalid_model_name`", body = Problem, content_type = "application/problem+json"),
-    (status = 404, description = "`node_not_found`", body = Problem, content_type = "application/problem+json"),
-    (status = 502, description = "`engine_error`: the node failed or did not answer", body = Problem, content_type = "application/problem+json"),
+    (status = 404, description = "`node_not_found`; `model_not_found`: the registry does not have the model (an OllamaNet engine says so before it starts)", body = Problem, content_type = "application/problem+json"),
+    (status = 502, description = "`engine_error`: the node failed or did not answer; the node's registry failed it (OllamaNet engines): `registry_unavailable` (unreachable, DNS, TLS, a 5xx), `registry_error` (an unusable answer), `registry_redirect_refused`", body = Problem, content_type = "application/problem+json"),
+    (status = 504, description = "`registry_timeout`: the node's registry did not answer in time", body = Problem, content_type = "application/problem+json"),
     (status = 403, description = "`forbidden`: not an Admin", body = Problem, content_type = "application/problem+json"), kit::api::CredentialErrors, kit::api::BodyErrors))]
 async fn pull_engine_model(
     State(s): State<AppState>,

@@ -195,12 +195,44 @@ impl Stream for RelayedBody {
     }
 }
 
-/// The response a relayed answer becomes on the Ollama face: exactly what the node sent.
+/// A node's status as the platform answers it: a node's own failure (500, 501, …) is the
+/// platform's 502, since something outside the platform failed; 502, 503 and 504 stay.
+pub fn gateway_status(node: StatusCode) -> StatusCode {
+    match node {
+        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => node,
+        s if s.is_server_error() => StatusCode::BAD_GATEWAY,
+        s => s,
+    }
+}
+
+/// The response a relayed answer becomes on the Ollama face: what the node sent (a 5xx of its
+/// own as 502, see [`gateway_status`]).
 pub fn passthrough(relayed: Relayed) -> Response<Body> {
     let mut res = Response::new(relayed.body.into_body());
-    *res.status_mut() = relayed.status;
+    *res.status_mut() = gateway_status(relayed.status);
     if let Some(ct) = relayed.headers.get(header::CONTENT_TYPE) {
         res.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
     }
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nodes_own_failure_is_a_bad_gateway() {
+        let cases = [
+            (StatusCode::INTERNAL_SERVER_ERROR, StatusCode::BAD_GATEWAY),
+            (StatusCode::NOT_IMPLEMENTED, StatusCode::BAD_GATEWAY),
+            (StatusCode::BAD_GATEWAY, StatusCode::BAD_GATEWAY),
+            (StatusCode::SERVICE_UNAVAILABLE, StatusCode::SERVICE_UNAVAILABLE),
+            (StatusCode::GATEWAY_TIMEOUT, StatusCode::GATEWAY_TIMEOUT),
+            (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND),
+            (StatusCode::OK, StatusCode::OK),
+        ];
+        for (node, platform) in cases {
+            assert_eq!(gateway_status(node), platform, "{node}");
+        }
+    }
 }

@@ -137,7 +137,7 @@ impl Service {
 /// Reads a (small) error body a node sent and turns it into the face's error.
 pub async fn node_error(face: Face, relayed: Relayed) -> FaceError {
     use http_body_util::BodyExt;
-    let status = relayed.status;
+    let status = crate::relay::gateway_status(relayed.status);
     let bytes = relayed.body.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
     let message = serde_json::from_slice::<ollama_api::types::ErrorResponse>(&bytes)
         .map(|e| e.error)

@@ -68,7 +68,7 @@ impl UrlPolicy {
                     .map(|it| it.map(|a| a.ip()).collect())
                     .unwrap_or_default(),
             };
-            if let Some(ip) = addrs.iter().find(|ip| is_private(ip)) {
+            if let Some(ip) = addrs.iter().find(|ip| kit::net::is_private(ip)) {
                 return Err(UrlRefused::Private(ip.to_string()));
             }
         }
@@ -121,24 +121,6 @@ fn host_matches(pattern: &str, host: &str) -> bool {
     match pattern.strip_prefix("*.") {
         Some(suffix) => host.strip_suffix(suffix).is_some_and(|rest| rest.len() > 1 && rest.ends_with('.')),
         None => pattern == host,
-    }
-}
-
-fn is_private(ip: &IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.is_private() || v4.is_loopback() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast()
-                // 100.64/10, shared address space (carrier-grade NAT)
-                || (v4.octets()[0] == 100 && (64..128).contains(&v4.octets()[1]))
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (first & 0xfe00) == 0xfc00 // unique local
-                || (first & 0xffc0) == 0xfe80 // link local
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_private(&IpAddr::V4(v4)))
-        }
     }
 }
 

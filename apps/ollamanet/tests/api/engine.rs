@@ -106,6 +106,29 @@ async fn the_embedded_engine_serves_both_faces_through_the_gateway() {
 }
 
 /// A client that goes away mid-stream stops the decoding, through gateway and inference.
+/// Users may ask the embedded engine about a model (`/ollama/api/show`): the answer names its
+/// file by digest, never by where the server keeps it.
+#[tokio::test]
+async fn show_names_no_path_of_the_server() {
+    let infra = TestInfra::new().await;
+    let mut config = base_config(&infra);
+    engine_config(&mut config);
+    import_tiny(infra.data_dir(), &config, "tiny", 1).await;
+    let data_dir = infra.data_dir().display().to_string();
+    let d = Deployment::start_with(Mode::AllInOne, infra, config).await;
+    let token = d.user_token("ada").await;
+    for verbose in [false, true] {
+        let body = json!({"model": "tiny", "verbose": verbose});
+        let res = d.client.post(d.at("/ollama/api/show")).bearer_auth(&token).json(&body).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let text = res.text().await.unwrap();
+        assert!(!text.contains(&data_dir) && !text.contains("blobs/sha256-"), "{text}");
+        let show: Value = serde_json::from_str(&text).unwrap();
+        let modelfile = show["modelfile"].as_str().unwrap();
+        assert!(modelfile.lines().any(|l| l.starts_with("FROM sha256:")), "{modelfile}");
+    }
+}
+
 #[tokio::test]
 async fn a_client_that_disconnects_stops_the_engine() {
     let infra = TestInfra::new().await;

@@ -389,3 +389,28 @@ async fn the_embedded_engine_is_the_local_node() {
     let (status, body) = d.call(Method::DELETE, "/api/admin/engines/local/models?model=tiny", Some(&admin), None).await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_FOUND, Some("model_not_found")), "{body}");
 }
+
+/// The embedded engine's registry is not there (nothing listens on its port): the admin's pull
+/// is a 502 problem with the engine's code before any stream, not a 500 nor a stream that fails,
+/// and the engine is asked again as soon as the registry is back.
+#[tokio::test]
+async fn a_pull_from_an_unreachable_registry_is_a_502_with_its_code() {
+    let infra = TestInfra::new().await;
+    let mut config = base_config(&infra);
+    crate::engine::engine_config(&mut config);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    config.engine.registry_url = format!("http://{closed}");
+    let d = Deployment::start_with(crate::helpers::Mode::AllInOne, infra, config).await;
+    wait_for_nodes(&d, 1).await;
+    let admin = d.admin_token("root").await;
+    let (_, nodes) = d.call(Method::GET, "/api/admin/engines", Some(&admin), None).await;
+    let node = nodes["items"][0]["id"].as_str().unwrap().to_owned();
+    for _ in 0..2 {
+        let res = pull(&d, &admin, &node, json!({"model": "tiny"})).await;
+        assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/problem+json");
+        let problem: Value = res.json().await.unwrap();
+        assert_eq!(problem["code"], "registry_unavailable", "{problem}");
+        assert!(problem["detail"].as_str().unwrap().contains(&closed.to_string()), "{problem}");
+    }
+}

@@ -372,11 +372,15 @@ pub struct VersionResponse {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorResponse {
     pub error: String,
+    /// A stable code, for the failures OllamaNet's engine tells apart where Ollama has only a
+    /// message (`registry_unavailable`, `registry_timeout`, …). Ollama never sends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
 }
 
 impl ErrorResponse {
     pub fn new(error: impl Into<String>) -> Self {
-        Self { error: error.into() }
+        Self { error: error.into(), code: None }
     }
 }
 

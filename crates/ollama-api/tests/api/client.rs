@@ -183,7 +183,7 @@ async fn error_answers_keep_status_and_message() {
     for (client, _, mode) in both().await {
         let err = client.show(&ShowRequest { model: "nope".into(), ..Default::default() }).await.unwrap_err();
         match &err {
-            ClientError::Status { status, message } => {
+            ClientError::Status { status, message, .. } => {
                 assert_eq!(*status, StatusCode::NOT_FOUND, "{mode}");
                 assert_eq!(message, "model \"nope\" not found, try pulling it first");
             }
@@ -206,7 +206,7 @@ async fn non_ollama_error_bodies() {
     let text = Router::new().route("/api/version", get(|| async { (StatusCode::NOT_FOUND, "404 page not found") }));
     let err = OllamaClient::new(Upstream::in_process(text)).version().await.unwrap_err();
     assert!(
-        matches!(err, ClientError::Status { status: StatusCode::NOT_FOUND, ref message } if message == "404 page not found")
+        matches!(err, ClientError::Status { status: StatusCode::NOT_FOUND, ref message, .. } if message == "404 page not found")
     );
     // A problem document, as OllamaNet's gateway writes.
     let problem = Router::new().route(
@@ -219,7 +219,10 @@ async fn non_ollama_error_bodies() {
         }),
     );
     let err = OllamaClient::new(Upstream::in_process(problem)).version().await.unwrap_err();
-    assert!(matches!(err, ClientError::Status { ref message, .. } if message == "the engine failed"), "{err:?}");
+    assert!(
+        matches!(err, ClientError::Status { ref message, ref code, .. } if message == "the engine failed" && code.as_deref() == Some("bad_gateway")),
+        "{err:?}"
+    );
     // An answer that is not what was asked for.
     let garbage = Router::new().route("/api/version", get(|| async { "[]" }));
     let err = OllamaClient::new(Upstream::in_process(garbage)).version().await.unwrap_err();

@@ -7,6 +7,7 @@ mod contract;
 mod errors;
 mod generate;
 mod helpers;
+mod hostile;
 mod lifecycle;
 mod models;
 mod openai;

@@ -9,6 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use futures::StreamExt;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -27,6 +28,12 @@ struct Registry {
     ranges: Arc<Mutex<Vec<Option<String>>>>,
     /// Answer blob requests with a redirect to `/cdn/…`, as registry.ollama.ai does.
     redirect_blobs: Arc<Mutex<bool>>,
+    /// Answer blob requests with a redirect to this URL instead.
+    redirect_blobs_to: Arc<Mutex<Option<String>>>,
+    /// Answer manifest requests with a redirect to this URL.
+    redirect_manifest_to: Arc<Mutex<Option<String>>>,
+    /// Serve a manifest of a gigabyte.
+    huge_manifest: Arc<Mutex<bool>>,
 }
 
 fn digest(bytes: &[u8]) -> String {
@@ -56,6 +63,7 @@ impl Registry {
             .route("/v2/{ns}/{model}/manifests/{tag}", get(manifest))
             .route("/v2/{ns}/{model}/blobs/{digest}", get(blob))
             .route("/cdn/{digest}", get(cdn_blob))
+            .route("/hop/{n}", get(hop))
             .with_state(self)
     }
 
@@ -74,10 +82,26 @@ async fn manifest(
     headers: HeaderMap,
 ) -> Response {
     assert_eq!(headers[header::ACCEPT], "application/vnd.docker.distribution.manifest.v2+json");
+    if let Some(to) = r.redirect_manifest_to.lock().unwrap().clone() {
+        return (StatusCode::FOUND, [(header::LOCATION, to)]).into_response();
+    }
+    if *r.huge_manifest.lock().unwrap() {
+        // `{"layers": [` and then a gigabyte of spaces, with no length announced.
+        let chunk = axum::body::Bytes::from(vec![b' '; 1 << 16]);
+        let start =
+            futures::stream::once(async { Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"{\"layers\": [")) });
+        let rest = futures::stream::iter(std::iter::repeat_n(chunk, (1 << 30) >> 16).map(Ok));
+        return Body::from_stream(start.chain(rest)).into_response();
+    }
     if (ns.as_str(), model.as_str(), tag.as_str()) != ("library", "tiny", "latest") {
         return StatusCode::NOT_FOUND.into_response();
     }
     axum::Json(r.manifest.lock().unwrap().clone()).into_response()
+}
+
+/// An endless chain of redirects within the registry.
+async fn hop(Path(n): Path<u32>) -> Response {
+    (StatusCode::FOUND, [(header::LOCATION, format!("/hop/{}", n + 1))]).into_response()
 }
 
 async fn blob(
@@ -85,6 +109,9 @@ async fn blob(
     Path((_, _, d)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Response {
+    if let Some(to) = r.redirect_blobs_to.lock().unwrap().clone() {
+        return (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, to)]).into_response();
+    }
     if *r.redirect_blobs.lock().unwrap() {
         return (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, format!("/cdn/{d}"))]).into_response();
     }
@@ -210,11 +237,13 @@ async fn pulls_from_an_https_registry_whose_certificate_is_trusted() {
     *registry.redirect_blobs.lock().unwrap() = true;
     let (url, ca_pem) = kit::testing::serve_tls(registry.clone().router()).await;
 
-    // A certificate nobody vouches for is refused, and the error says why.
+    // A certificate nobody vouches for is refused, and the error says why: the registry is not
+    // reachable (a 502, before any stream).
     let untrusting = engine_for(&url).await;
-    let (res, lines) = untrusting.ndjson("/api/pull", &json!({"model": "tiny"})).await;
-    assert_eq!(res.status, 200, "errors after the stream started are its last line");
-    let err = lines.last().unwrap()["error"].as_str().unwrap();
+    let res = untrusting.post("/api/pull", &json!({"model": "tiny"})).await;
+    assert_eq!(res.status, 502, "{}", res.text);
+    assert_eq!(res.body["code"], "registry_unavailable");
+    let err = res.body["error"].as_str().unwrap();
     assert!(err.contains("certificate"), "{err}");
     assert_eq!(untrusting.get("/api/tags").await.body["models"], json!([]));
 
@@ -260,4 +289,136 @@ async fn a_blob_that_does_not_match_its_digest_is_refused() {
     let (_, lines) = e.ndjson("/api/pull", &json!({"model": "tiny"})).await;
     assert_eq!(statuses(&lines).last().unwrap(), "success");
     assert_eq!(registry.ranges.lock().unwrap().as_slice(), [None, None]);
+}
+
+/// A listener standing for a service of the engine's own network: it only records that someone
+/// connected.
+async fn tripwire() -> (u16, Arc<std::sync::atomic::AtomicBool>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let touched = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = touched.clone();
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            drop(conn);
+        }
+    });
+    (port, touched)
+}
+
+/// Generous: only a hang, or a gigabyte being read, takes this long.
+const DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+async fn tiny_registry() -> (Registry, String) {
+    let registry = Registry::default();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.gguf");
+    ollamanet_engine::write_tiny_llama(&file, 11).unwrap();
+    registry.add_model(std::fs::read(&file).unwrap());
+    let url = registry.clone().serve().await;
+    (registry, url)
+}
+
+#[tokio::test]
+async fn a_manifest_of_a_gigabyte_is_refused() {
+    let (registry, url) = tiny_registry().await;
+    *registry.huge_manifest.lock().unwrap() = true;
+    let e = engine_for(&url).await;
+    let res = tokio::time::timeout(DEADLINE, e.post("/api/pull", &json!({"model": "tiny", "stream": false})))
+        .await
+        .expect("refused long before a gigabyte is read");
+    assert_eq!(res.status, 502, "{}", res.text);
+    assert_eq!(res.body["code"], "registry_error");
+    assert!(res.body["error"].as_str().unwrap().contains("manifest is larger than"), "{}", res.text);
+}
+
+#[tokio::test]
+async fn redirects_into_the_engines_network_are_refused_before_any_connection() {
+    let (registry, url) = tiny_registry().await;
+    let (port, touched) = tripwire().await;
+    let e = engine_for(&url).await;
+    let targets = [
+        format!("http://127.0.0.1:{port}/v2/library/tiny/manifests/latest"),
+        format!("http://localhost:{port}/v2/library/tiny/manifests/latest"),
+        format!("http://[::1]:{port}/"),
+        format!("http://169.254.169.254:{port}/latest/meta-data/"),
+        format!("ftp://127.0.0.1:{port}/"),
+    ];
+    for target in &targets {
+        *registry.redirect_manifest_to.lock().unwrap() = Some(target.clone());
+        let res = e.post("/api/pull", &json!({"model": "tiny", "stream": false})).await;
+        assert_eq!(res.status, 502, "{target}: {}", res.text);
+        assert_eq!(res.body["code"], "registry_redirect_refused", "{target}: {}", res.text);
+        // The streaming answer says the same, before it streams.
+        let res = e.post("/api/pull", &json!({"model": "tiny"})).await;
+        assert_eq!((res.status, &res.body["code"]), (502, &json!("registry_redirect_refused")), "{target}");
+    }
+    // An endless chain of redirects within the registry ends.
+    *registry.redirect_manifest_to.lock().unwrap() = Some("/hop/0".into());
+    let res = e.post("/api/pull", &json!({"model": "tiny", "stream": false})).await;
+    assert_eq!((res.status, &res.body["code"]), (502, &json!("registry_redirect_refused")), "{}", res.text);
+
+    // A blob's redirect is checked the same way; the pull ends with the refusal.
+    *registry.redirect_manifest_to.lock().unwrap() = None;
+    *registry.redirect_blobs_to.lock().unwrap() = Some(format!("http://localhost:{port}/blob"));
+    let (res, lines) = e.ndjson("/api/pull", &json!({"model": "tiny"})).await;
+    assert_eq!(res.status, 200, "the manifest came: the stream started");
+    assert_eq!(lines.last().unwrap()["code"], "registry_redirect_refused", "{lines:?}");
+    assert!(!touched.load(std::sync::atomic::Ordering::SeqCst), "the refused address was contacted");
+    assert_eq!(e.get("/api/tags").await.body["models"], json!([]));
+
+    // An operator whose mirror hands blobs to a store of its own network can allow it.
+    let mut config = test_config();
+    config.registry_url = url;
+    config.registry_private_redirects = true;
+    let allowing = TestEngine::with_config(config).await;
+    let (_, lines) = allowing.ndjson("/api/pull", &json!({"model": "tiny"})).await;
+    assert!(lines.last().unwrap()["error"].is_string(), "{lines:?}");
+    assert!(touched.load(std::sync::atomic::Ordering::SeqCst), "followed once allowed");
+}
+
+#[tokio::test]
+async fn registry_failures_are_502_and_504_with_codes() {
+    // Nothing listens: connection refused.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let e = engine_for(&format!("http://{closed}")).await;
+    for stream in [false, true] {
+        let res = e.post("/api/pull", &json!({"model": "tiny", "stream": stream})).await;
+        assert_eq!(res.status, 502, "{}", res.text);
+        assert_eq!(res.body["code"], "registry_unavailable", "{}", res.text);
+    }
+
+    // The registry fails.
+    let failing = Router::new().fallback(|| async { StatusCode::SERVICE_UNAVAILABLE });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, failing).await.unwrap() });
+    let e = engine_for(&url).await;
+    let res = e.post("/api/pull", &json!({"model": "tiny", "stream": false})).await;
+    assert_eq!((res.status, &res.body["code"]), (502, &json!("registry_unavailable")), "{}", res.text);
+
+    // The registry accepts the connection and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = silent.accept().await {
+            held.push(conn);
+        }
+    });
+    let mut config = test_config();
+    config.registry_url = url;
+    config.registry_timeout = std::time::Duration::from_secs(1);
+    let e = TestEngine::with_config(config).await;
+    let res = tokio::time::timeout(DEADLINE, e.post("/api/pull", &json!({"model": "tiny", "stream": false})))
+        .await
+        .expect("the registry's timeout, not the test's");
+    assert_eq!((res.status, &res.body["code"]), (504, &json!("registry_timeout")), "{}", res.text);
+
+    // A model the registry does not have.
+    let (_, url) = tiny_registry().await;
+    let e = engine_for(&url).await;
+    let res = e.post("/api/pull", &json!({"model": "missing"})).await;
+    assert_eq!((res.status, &res.body["code"]), (404, &json!("model_not_found")), "{}", res.text);
 }
