@@ -257,15 +257,15 @@ impl AuthService {
             let now = Timestamp::now();
             let (failures, locked_until, locked_by_admin) = seen;
             let failures = u32::try_from(failures).unwrap_or(0);
-            if let Some(until) = locked_until.filter(|until| *until > now) {
-                return Err(if locked_by_admin {
-                    AuthError::AccountLocked { retry_after_secs: seconds_until(until, now) }
-                } else {
-                    AuthError::LoginThrottled { retry_after_secs: seconds_until(until, now) }
-                });
+            let running = locked_until.filter(|until| *until > now);
+            if let Some(until) = running.filter(|_| locked_by_admin) {
+                return Err(AuthError::AccountLocked { retry_after_secs: seconds_until(until, now) });
             }
             if failures >= self.config.reset_required_after {
                 return Err(AuthError::PasswordResetRequired);
+            }
+            if let Some(until) = running {
+                return Err(AuthError::LoginThrottled { retry_after_secs: seconds_until(until, now) });
             }
             let next = failures + 1;
             let wait_until = (next >= self.config.lockout_threshold).then(|| now + self.wait_after(next));
