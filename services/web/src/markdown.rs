@@ -14,7 +14,8 @@ const LINK_REL: &str = "noopener noreferrer nofollow";
 pub fn to_html(text: &str) -> String {
     let options = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS;
     let mut events = Vec::new();
-    // For each image being read: where its text starts when it is written as a link.
+    // For each image being read, when it is written as a link: where its text starts, and its
+    // address (the link's name if it has no description).
     let mut images: Vec<Option<(usize, CowStr<'_>)>> = Vec::new();
     for event in Parser::new_ext(text, options) {
         match event {
@@ -22,13 +23,14 @@ pub fn to_html(text: &str) -> String {
             Event::Start(Tag::Link { dest_url, title, .. }) => events.push(anchor(&safe_url(dest_url), &title)),
             Event::End(TagEnd::Link) => events.push(Event::Html("</a>".into())),
             Event::Start(Tag::Image { link_type, dest_url, title, id }) => {
+                let address = dest_url.clone();
                 let url = safe_url(dest_url);
                 if on_this_site(&url) {
                     images.push(None);
                     events.push(Event::Start(Tag::Image { link_type, dest_url: url, title, id }));
                 } else {
                     events.push(anchor(&url, &title));
-                    images.push(Some((events.len(), url)));
+                    images.push(Some((events.len(), address)));
                 }
             }
             Event::End(TagEnd::Image) => match images.pop().flatten() {
