@@ -143,9 +143,7 @@ mod tests {
         assert_eq!(html.matches("<img").count(), 1, "{html}");
         assert!(html.contains("<img src=\"/static/ok.png\" alt=\"z\""), "{html}");
         assert!(
-            html.contains(
-                "<a href=\"https://evil.example/?q=secret\" rel=\"noopener noreferrer nofollow\">secret</a>"
-            ),
+            html.contains("<a href=\"https://evil.example/?q=secret\" rel=\"noopener noreferrer nofollow\">secret</a>"),
             "{html}"
         );
         assert!(

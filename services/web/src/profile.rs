@@ -151,11 +151,7 @@ pub struct AccountForm {
 }
 
 /// Renames the user or changes their e-mail address.
-pub async fn update(
-    State(s): State<AppState>,
-    mut visitor: Visitor,
-    Form(form): Form<AccountForm>,
-) -> Response {
+pub async fn update(State(s): State<AppState>, mut visitor: Visitor, Form(form): Form<AccountForm>) -> Response {
     if let Err(e) = visitor.check_csrf(&form.csrf) {
         return visitor.respond(e);
     }

@@ -331,7 +331,11 @@ mod tests {
             headers(&[("sec-fetch-site", "same-origin"), ("origin", "https://evil.example")]),
             headers(&[("sec-fetch-site", "none")]),
             headers(&[("origin", "https://chat.example.org"), ("host", "chat.example.org")]),
-            headers(&[("origin", "https://chat.example.org"), ("x-forwarded-host", "chat.example.org"), ("host", "web:8080")]),
+            headers(&[
+                ("origin", "https://chat.example.org"),
+                ("x-forwarded-host", "chat.example.org"),
+                ("host", "web:8080"),
+            ]),
         ] {
             assert!(!from_elsewhere(&own), "{own:?}");
         }

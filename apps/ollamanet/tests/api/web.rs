@@ -36,7 +36,15 @@ impl<'a> Browser<'a> {
     pub(crate) fn new(d: &'a Deployment) -> Self {
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         let last_headers = header::HeaderMap::new();
-        Self { d, client, cookies: BTreeMap::new(), last_set: Vec::new(), last_headers, csrf: None, headers: Vec::new() }
+        Self {
+            d,
+            client,
+            cookies: BTreeMap::new(),
+            last_set: Vec::new(),
+            last_headers,
+            csrf: None,
+            headers: Vec::new(),
+        }
     }
 
     /// From now on, send what a browser sends with a request made by a page of `origin`.
@@ -597,8 +605,7 @@ async fn a_mailed_reset_link_opens_the_reset_page() {
     assert_eq!(status, StatusCode::OK, "{page}");
     assert!(page.contains("Set a new password") && page.contains("name=\"token\" value=\""), "{page}");
     let token = page.split("name=\"token\" value=\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap();
-    let (status, location, page) =
-        b.post("/reset", &[("token", token), ("password", "a freshly chosen phrase")]).await;
+    let (status, location, page) = b.post("/reset", &[("token", token), ("password", "a freshly chosen phrase")]).await;
     assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/login?reset=true"), "{page}");
     let (_, _, page) = b.get(&location).await;
     assert!(page.contains("Your password is changed"), "{page}");

@@ -297,7 +297,10 @@ async fn web_explore_model_page_renders_its_description_inert_and_starts_a_conve
     assert!(page.contains("See <a href=\"#\" rel=\"noopener noreferrer nofollow\">x</a>"), "{page}");
     assert!(!page.contains("href=\"javascript:"), "{page}");
     assert!(!page.contains("<img src=\"https://evil"), "no image from elsewhere: {page}");
-    assert!(page.contains("<a href=\"https://evil.example/chart?q=1\" rel=\"noopener noreferrer nofollow\">chart</a>"), "{page}");
+    assert!(
+        page.contains("<a href=\"https://evil.example/chart?q=1\" rel=\"noopener noreferrer nofollow\">chart</a>"),
+        "{page}"
+    );
     for fact in ["llama", "1.5B", "completion, thinking", "Reasoning", "<dt>Installed</dt>"] {
         assert!(page.contains(fact), "{fact}: {page}");
     }

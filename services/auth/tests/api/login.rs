@@ -85,7 +85,10 @@ async fn parallel_guesses_get_no_more_attempts_than_the_budget() {
     let results = futures::future::join_all(guesses).await;
     let codes: Vec<_> = results.iter().map(|r| (r.status, r.code().to_owned())).collect();
     assert_eq!(codes.iter().filter(|c| c.1 == "invalid_credentials").count(), 3, "{codes:?}");
-    assert!(codes.iter().all(|c| c.1 == "invalid_credentials" || *c == (429, "login_throttled".to_owned())), "{codes:?}");
+    assert!(
+        codes.iter().all(|c| c.1 == "invalid_credentials" || *c == (429, "login_throttled".to_owned())),
+        "{codes:?}"
+    );
 }
 
 /// After `reset_required_after` failures in a row the password alone no longer signs in, and the
