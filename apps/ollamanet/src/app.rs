@@ -137,7 +137,7 @@ impl App {
                 Some(mailer) => {
                     ollamanet_auth::start_with_mailer(&platform, &config.auth, shutdown.clone(), mailer).await
                 }
-                None => ollamanet_auth::start(&platform, &config.auth, &config.listen, shutdown.clone()).await,
+                None => ollamanet_auth::start(&platform, &config.auth, shutdown.clone()).await,
             }
             .context("starting the auth service")?;
             handles.push(auth.handle);

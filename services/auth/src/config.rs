@@ -99,25 +99,6 @@ impl AuthConfig {
         }
         Ok(())
     }
-
-    /// What to tell the operator at start when mail, reset links included, goes to the log of a
-    /// server that others can reach: whoever reads that log can take over any account.
-    pub fn mail_warning(&self, listen: &str) -> Option<String> {
-        (self.mail.transport == MailTransport::Log && !loopback(listen)).then(|| {
-            format!(
-                "auth.mail.transport is \"log\" and the server listens on {listen}, not on loopback: password-reset \
-                 links are written to the log, where anyone who reads it can take over accounts; set \
-                 auth.mail.transport = \"smtp\" and auth.mail.smtp_url"
-            )
-        })
-    }
-}
-
-/// Whether a listen address (`host:port`) accepts connections from this machine only.
-fn loopback(listen: &str) -> bool {
-    let host = listen.rsplit_once(':').map_or(listen, |(host, _)| host);
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -189,18 +170,5 @@ mod tests {
         assert!(no_budget.validate().is_err());
         let backwards: AuthConfig = toml::from_str("lockout_first_wait = \"1h\"\nlockout_duration = \"1m\"").unwrap();
         assert!(backwards.validate().is_err());
-    }
-
-    #[test]
-    fn mail_in_the_log_is_flagged_only_off_loopback() {
-        let log = AuthConfig::default();
-        for listen in ["127.0.0.1:8080", "[::1]:8080", "localhost:8080", "127.0.0.2:0"] {
-            assert_eq!(log.mail_warning(listen), None, "{listen}");
-        }
-        for listen in ["0.0.0.0:8080", "[::]:8080", "192.168.1.4:80", "ollamanet.example.org:443"] {
-            assert!(log.mail_warning(listen).is_some_and(|w| w.contains(listen)), "{listen}");
-        }
-        let smtp: AuthConfig = toml::from_str("[mail]\ntransport = \"smtp\"\nsmtp_url = \"smtp://localhost\"").unwrap();
-        assert_eq!(smtp.mail_warning("0.0.0.0:8080"), None);
     }
 }

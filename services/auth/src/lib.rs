@@ -44,17 +44,8 @@ pub struct Auth {
     pub identity: Arc<dyn IdentitySource>,
 }
 
-/// Starts the service with the mailer its configuration names. `listen` is the address the
-/// process serves on: mail written to the log there is worth a warning if others can connect.
-pub async fn start(
-    platform: &Platform,
-    config: &AuthConfig,
-    listen: &str,
-    shutdown: CancellationToken,
-) -> Result<Auth, AuthError> {
-    if let Some(warning) = config.mail_warning(listen) {
-        tracing::warn!("{warning}");
-    }
+/// Starts the service with the mailer its configuration names.
+pub async fn start(platform: &Platform, config: &AuthConfig, shutdown: CancellationToken) -> Result<Auth, AuthError> {
     start_with_mailer(platform, config, shutdown, mail::from_config(&config.mail)?).await
 }
 

@@ -40,7 +40,7 @@ async fn instances_started_together_share_one_signing_key() {
     // Migrate first: the race under test is the one for the first signing key.
     platform.database("auth", &ollamanet_auth::MIGRATIONS).await.unwrap();
     let (config, shutdown) = (test_config(), CancellationToken::new());
-    let start = || ollamanet_auth::start(&platform, &config, "127.0.0.1:0", shutdown.clone());
+    let start = || ollamanet_auth::start(&platform, &config, shutdown.clone());
     let (a, b) = tokio::join!(start(), start());
     let (a, b) = (a.expect("first instance"), b.expect("second instance"));
     let (ja, jb) = tokio::join!(a.identity.jwks(), b.identity.jwks());

@@ -192,7 +192,7 @@ async fn the_configured_first_admin_is_created_once() {
     assert_eq!(res.body["user"]["roles"], json!(["Admin", "User"]));
 
     // Starting again (another instance, or a restart) keeps the one admin.
-    let again = ollamanet_auth::start(&app.platform, &config, "127.0.0.1:0", app.shutdown.clone()).await;
+    let again = ollamanet_auth::start(&app.platform, &config, app.shutdown.clone()).await;
     assert!(again.is_ok());
     assert_eq!(app.login(&admin.username, PASSWORD).await.status, 200);
     let same_email = TestUser { email: admin.email.clone(), ..TestUser::unique() };
