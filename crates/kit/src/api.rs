@@ -7,6 +7,10 @@ use utoipa::{IntoParams, IntoResponses, Modify, ToSchema};
 
 use crate::problem::Problem;
 
+/// The web page a password-reset link opens: the auth service mails links to it, the web service
+/// serves it.
+pub const RESET_PASSWORD_PAGE: &str = "/reset";
+
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 100;
 

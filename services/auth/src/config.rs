@@ -15,10 +15,22 @@ pub struct AuthConfig {
     pub refresh_token_ttl: Duration,
     #[serde(with = "kit::config::duration")]
     pub reset_token_ttl: Duration,
-    /// Failed logins in a row that lock an account.
+    /// A refresh token used within this long hands out the token it was exchanged for, so that
+    /// several requests of one browser refreshing at once are not taken for theft; later, its
+    /// reuse revokes the session. `0s` turns the grace off.
+    #[serde(with = "kit::config::duration")]
+    pub refresh_grace: Duration,
+    /// Failed password attempts in a row after which every further attempt must wait.
     pub lockout_threshold: u32,
+    /// The first wait; each further failure doubles it, up to `lockout_duration`.
+    #[serde(with = "kit::config::duration")]
+    pub lockout_first_wait: Duration,
+    /// The longest wait between attempts.
     #[serde(with = "kit::config::duration")]
     pub lockout_duration: Duration,
+    /// Failed attempts in a row after which the password no longer signs in at all: the owner
+    /// is mailed a reset link and must choose a new password (sessions already open stay).
+    pub reset_required_after: u32,
     pub password_min_length: usize,
     /// Password hashes computed at once; each takes 19 MiB and one core for tens of milliseconds.
     pub hash_concurrency: usize,
@@ -37,8 +49,11 @@ impl Default for AuthConfig {
             access_token_ttl: Duration::from_secs(15 * 60),
             refresh_token_ttl: Duration::from_secs(30 * 86_400),
             reset_token_ttl: Duration::from_secs(3600),
+            refresh_grace: Duration::from_secs(30),
             lockout_threshold: 5,
+            lockout_first_wait: Duration::from_secs(60),
             lockout_duration: Duration::from_secs(15 * 60),
+            reset_required_after: 20,
             password_min_length: 10,
             hash_concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
             public_url: "http://127.0.0.1:8080".into(),
@@ -61,8 +76,17 @@ impl AuthConfig {
                 "access_token_ttl, refresh_token_ttl, reset_token_ttl and lockout_duration must be 1s to 3650d",
             );
         }
+        if self.refresh_grace > Duration::from_secs(300) {
+            return bad("refresh_grace must be at most 5m");
+        }
         if self.lockout_threshold == 0 {
             return bad("lockout_threshold must be at least 1");
+        }
+        if self.lockout_first_wait > self.lockout_duration {
+            return bad("lockout_first_wait must not be longer than lockout_duration");
+        }
+        if self.reset_required_after < self.lockout_threshold {
+            return bad("reset_required_after must be at least lockout_threshold");
         }
         if self.hash_concurrency == 0 {
             return bad("hash_concurrency must be at least 1");
@@ -142,5 +166,9 @@ mod tests {
         assert!(no_url.validate().is_err());
         let forever: AuthConfig = toml::from_str("refresh_token_ttl = \"99999999d\"").unwrap();
         assert!(forever.validate().is_err());
+        let no_budget: AuthConfig = toml::from_str("lockout_threshold = 5\nreset_required_after = 4").unwrap();
+        assert!(no_budget.validate().is_err());
+        let backwards: AuthConfig = toml::from_str("lockout_first_wait = \"1h\"\nlockout_duration = \"1m\"").unwrap();
+        assert!(backwards.validate().is_err());
     }
 }

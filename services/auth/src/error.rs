@@ -20,6 +20,13 @@ pub enum AuthError {
     AccountLocked { retry_after_secs: u64 },
     #[error("the account is inactive")]
     AccountInactive,
+    #[error("too many wrong passwords were tried for this account; wait before the next attempt")]
+    LoginThrottled { retry_after_secs: u64 },
+    #[error(
+        "too many wrong passwords were tried for this account: it signs in again once a new password is chosen with \
+         the link mailed to its owner (or a new one from \"forgot password\")"
+    )]
+    PasswordResetRequired,
     #[error("the refresh token is invalid or revoked")]
     InvalidRefreshToken,
     #[error("the refresh token has expired")]
@@ -77,6 +84,10 @@ impl AuthError {
                 forbidden("account_locked", msg).with_retry_after(retry_after_secs)
             }
             AuthError::AccountInactive => forbidden("account_inactive", msg),
+            AuthError::LoginThrottled { retry_after_secs } => {
+                Problem::new(StatusCode::TOO_MANY_REQUESTS, "login_throttled", msg).with_retry_after(retry_after_secs)
+            }
+            AuthError::PasswordResetRequired => forbidden("password_reset_required", msg),
             AuthError::InvalidRefreshToken => Problem::unauthorized("invalid_refresh_token", msg),
             AuthError::RefreshTokenExpired => Problem::unauthorized("refresh_token_expired", msg),
             AuthError::RefreshTokenReused => Problem::unauthorized("refresh_token_reused", msg),

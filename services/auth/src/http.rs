@@ -80,9 +80,12 @@ async fn register(State(s): State<AppState>, Json(req): Json<RegisterRequest>) -
     (status = 200, description = "Logged in; also sets the `ollamanet_refresh` cookie.", body = TokenResponse),
     (status = 401, description = "`invalid_credentials`: unknown user or wrong password.", body = Problem,
         content_type = "application/problem+json"),
-    (status = 403, description = "`account_locked` (with `Retry-After`) after repeated failures, or \
-        `account_inactive`.", body = Problem, content_type = "application/problem+json"),
+    (status = 403, description = "`account_locked` (by an admin, with `Retry-After`), `account_inactive`, or \
+        `password_reset_required` (too many failures in a row: the owner was mailed a reset link).",
+        body = Problem, content_type = "application/problem+json"),
     (status = 422, description = "`invalid_body`.", body = Problem, content_type = "application/problem+json"),
+    (status = 429, description = "`login_throttled` (with `Retry-After`): after repeated failures each attempt \
+        waits, whatever the password.", body = Problem, content_type = "application/problem+json"),
     BodyErrors,
 ))]
 async fn login(State(s): State<AppState>, Json(req): Json<LoginRequest>) -> Result<Response, AuthError> {
@@ -102,7 +105,9 @@ async fn get_me(State(s): State<AppState>, CurrentUser(me): CurrentUser) -> Resu
 #[utoipa::path(patch, path = "/api/auth/me", tag = "account", security(("bearer" = [])),
     request_body = UpdateProfileRequest, responses(
     (status = 200, description = "The account after the change.", body = UserView),
-    (status = 403, description = "`invalid_current_password`, `account_locked`.", body = Problem,
+    (status = 403, description = "`invalid_current_password`, `account_locked`, `password_reset_required`.",
+        body = Problem, content_type = "application/problem+json"),
+    (status = 429, description = "`login_throttled` (with `Retry-After`).", body = Problem,
         content_type = "application/problem+json"),
     (status = 409, description = "`username_taken`, `email_taken`.", body = Problem, content_type = "application/problem+json"),
     (status = 422, description = "`validation_failed` (`invalid_length`, `invalid_format`, `invalid_email`, \
@@ -122,8 +127,10 @@ async fn update_me(
 
 /// Exchange a refresh token (body, or the cookie) for a new access token and refresh token.
 ///
-/// Each refresh token works once. Presenting a used one again revokes every token of its login
-/// session, including the newest.
+/// Each refresh token works once. Presenting a used one again within `refresh_grace` (several
+/// requests of one client refreshing at once) answers the token it was exchanged for; later, it
+/// revokes every token of its login session, including the newest. Failed sign-ins never stop a
+/// refresh; an admin's lock or deactivation does.
 #[utoipa::path(post, path = "/api/auth/refresh", tag = "session", request_body(content = Option<RefreshRequest>,
     description = "Optional: without a body the `ollamanet_refresh` cookie is used."), responses(
     (status = 200, description = "New tokens; also sets the cookie.", body = TokenResponse),
@@ -175,8 +182,10 @@ async fn logout(
 #[utoipa::path(post, path = "/api/auth/password/change", tag = "password", security(("bearer" = [])),
     request_body = ChangePasswordRequest, responses(
     (status = 200, description = "New tokens; also sets the cookie.", body = TokenResponse),
-    (status = 403, description = "`invalid_current_password`, `account_locked`, `access_token_required`.",
-        body = Problem, content_type = "application/problem+json"),
+    (status = 403, description = "`invalid_current_password`, `account_locked`, `password_reset_required`, \
+        `access_token_required`.", body = Problem, content_type = "application/problem+json"),
+    (status = 429, description = "`login_throttled` (with `Retry-After`).", body = Problem,
+        content_type = "application/problem+json"),
     (status = 422, description = "`validation_failed` (password codes as for registration, on `new_password`) \
         or `invalid_body`.", body = Problem, content_type = "application/problem+json"),
     BodyErrors, CredentialErrors,

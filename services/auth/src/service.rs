@@ -18,7 +18,7 @@ use crate::password::Hasher;
 use crate::policy::{self, Checks};
 use crate::secrets::{self, REFRESH_TOKEN_PREFIX, RESET_TOKEN_PREFIX};
 use crate::signing::Signer;
-use crate::store::{NewApiKey, NewResetToken, NewSession, NewUserRecord, Store, UserRecord};
+use crate::store::{NewApiKey, NewResetToken, NewSession, NewUserRecord, SessionRecord, Store, UserRecord};
 
 mod admin;
 
@@ -62,6 +62,8 @@ enum ResetMail {
     ByAdmin,
     /// The account was created without a password.
     NewAccount,
+    /// So many wrong passwords were tried that the password alone no longer signs in.
+    TooManyFailures,
 }
 
 pub struct AuthService {
@@ -77,11 +79,28 @@ fn span(d: Duration) -> time::Duration {
     time::Duration::try_from(d).unwrap_or(time::Duration::MAX)
 }
 
-/// Whether the account may be used now.
+/// Most refresh tokens a grace-window answer follows to reach the newest of its session.
+const GRACE_HOPS: usize = 4;
+/// Most times a password attempt is re-counted because a concurrent attempt counted first.
+const CLAIM_TRIES: usize = 8;
+
+/// Seconds until `until`, rounded up, for `Retry-After`.
+fn seconds_until(until: Timestamp, now: Timestamp) -> u64 {
+    u64::try_from((until - now).whole_seconds() + 1).unwrap_or(1)
+}
+
+/// The admin's lock running on the account, if any.
+fn admin_lock(user: &UserRecord, now: Timestamp) -> Option<Timestamp> {
+    user.locked_until.filter(|until| user.locked_by_admin && *until > now)
+}
+
+/// Whether the account may be used now: not locked by an admin, not deactivated. Failed
+/// sign-ins do not count here: they slow down and finally stop new sign-ins with the password
+/// (see `check_password`), but if they ended sessions or refreshes, anyone who knows a username
+/// could sign its owner out by guessing wrong passwords.
 fn check_usable(user: &UserRecord, now: Timestamp) -> Result<(), AuthError> {
-    if let Some(until) = user.locked_until.filter(|until| *until > now) {
-        let secs = (until - now).whole_seconds() + 1;
-        return Err(AuthError::AccountLocked { retry_after_secs: u64::try_from(secs).unwrap_or(1) });
+    if let Some(until) = admin_lock(user, now) {
+        return Err(AuthError::AccountLocked { retry_after_secs: seconds_until(until, now) });
     }
     if !user.is_active {
         return Err(AuthError::AccountInactive);
@@ -89,12 +108,10 @@ fn check_usable(user: &UserRecord, now: Timestamp) -> Result<(), AuthError> {
     Ok(())
 }
 
-/// Whether existing credentials keep working. A lockout from failed sign-ins does not count: it
-/// stops new sign-ins and refreshes, but if it ended live sessions anyone who knows a username
-/// could log its owner out by guessing wrong passwords. An admin's lock does.
+/// Whether existing credentials keep working (for introspection): as `check_usable`, and the
+/// account not deleted.
 fn credentials_honoured(user: &UserRecord, now: Timestamp) -> bool {
-    let admin_locked = user.locked_by_admin && user.locked_until.is_some_and(|until| until > now);
-    user.deleted_at.is_none() && user.is_active && !admin_locked
+    user.deleted_at.is_none() && check_usable(user, now).is_ok()
 }
 
 fn normalize_email(email: &str) -> String {
@@ -200,7 +217,7 @@ impl AuthService {
             return Err(AuthError::InvalidCredentials);
         };
         let now = Timestamp::now();
-        self.check_password(&user, &req.password, now, AuthError::InvalidCredentials).await?;
+        self.check_password(&user, &req.password, AuthError::InvalidCredentials).await?;
         check_usable(&user, now)?;
         let (refresh_token, session) = self.new_session(user.id, Uuid::now_v7(), now);
         self.store.record_login(&session).await?;
@@ -208,26 +225,67 @@ impl AuthService {
         self.token_response(&user, refresh_token, now)
     }
 
-    /// Refuses locked accounts without looking at the password, then verifies it; a mismatch
-    /// counts towards the lockout and fails with `mismatch`.
-    async fn check_password(
-        &self,
-        user: &UserRecord,
-        password: &str,
-        now: Timestamp,
-        mismatch: AuthError,
-    ) -> Result<(), AuthError> {
-        if let err @ Err(AuthError::AccountLocked { .. }) = check_usable(user, now) {
-            return err;
-        }
+    /// Verifies a password within the account's attempt budget. An admin's lock, a running
+    /// wait or a required reset refuse without looking at the password. Otherwise the attempt is
+    /// counted as a failure first (see `Store::claim_attempt`); from `lockout_threshold`
+    /// failures in a row on, each failure makes the next attempt wait, twice as long each time
+    /// up to `lockout_duration`, and at `reset_required_after` the owner is mailed a reset link
+    /// and the password alone no longer signs in. The right password clears the count; a
+    /// mismatch fails with `mismatch`. Sessions, refreshes and API keys are never touched.
+    async fn check_password(&self, user: &UserRecord, password: &str, mismatch: AuthError) -> Result<(), AuthError> {
+        let failures = self.claim_attempt(user).await?;
         if self.hasher.verify(password, &user.password_hash).await? {
+            self.store.clear_failures(user.id).await?;
             return Ok(());
         }
-        let lock_until = now + span(self.config.lockout_duration);
-        if self.store.record_login_failure(user.id, self.config.lockout_threshold, lock_until).await? {
-            tracing::warn!(user_id = %user.id, "account locked after repeated failed logins");
+        if failures == self.config.reset_required_after {
+            tracing::warn!(user_id = %user.id, failures, "password sign-in stopped until a reset; the owner is mailed a link");
+            if user.is_active {
+                self.mail_reset_link(user, ResetMail::TooManyFailures).await?;
+            }
+        } else if failures >= self.config.lockout_threshold {
+            tracing::info!(user_id = %user.id, failures, "failed password attempts in a row; the next one waits");
         }
         Err(mismatch)
+    }
+
+    /// Counts one attempt at `user`'s password, or refuses it; returns the failures in a row
+    /// the attempt makes if it fails.
+    async fn claim_attempt(&self, user: &UserRecord) -> Result<u32, AuthError> {
+        let mut seen = (user.failed_logins, user.locked_until, user.locked_by_admin);
+        for _ in 0..CLAIM_TRIES {
+            let now = Timestamp::now();
+            let (failures, locked_until, locked_by_admin) = seen;
+            let failures = u32::try_from(failures).unwrap_or(0);
+            let running = locked_until.filter(|until| *until > now);
+            if let Some(until) = running.filter(|_| locked_by_admin) {
+                return Err(AuthError::AccountLocked { retry_after_secs: seconds_until(until, now) });
+            }
+            if failures >= self.config.reset_required_after {
+                return Err(AuthError::PasswordResetRequired);
+            }
+            if let Some(until) = running {
+                return Err(AuthError::LoginThrottled { retry_after_secs: seconds_until(until, now) });
+            }
+            let next = failures + 1;
+            let wait_until = (next >= self.config.lockout_threshold).then(|| now + self.wait_after(next));
+            let seen_failures = i32::try_from(failures).unwrap_or(i32::MAX);
+            if self.store.claim_attempt(user.id, seen_failures, now, wait_until).await? {
+                return Ok(next);
+            }
+            // Another attempt counted first: judge this one by the account as it is now.
+            let current = self.store.user(user.id).await?.ok_or(AuthError::InvalidCredentials)?;
+            seen = (current.failed_logins, current.locked_until, current.locked_by_admin);
+        }
+        Err(AuthError::LoginThrottled { retry_after_secs: 1 })
+    }
+
+    /// How long the next attempt waits after `failures` failures in a row (at least the
+    /// threshold): the first wait, doubled for each failure since, at most `lockout_duration`.
+    fn wait_after(&self, failures: u32) -> time::Duration {
+        let doublings = failures.saturating_sub(self.config.lockout_threshold).min(30);
+        let wait = self.config.lockout_first_wait.saturating_mul(1 << doublings);
+        span(wait.min(self.config.lockout_duration))
     }
 
     pub async fn me(&self, identity: &Identity) -> Result<UserView, AuthError> {
@@ -253,7 +311,7 @@ impl AuthService {
             return Ok(UserView::from(&user));
         }
         if let (Some(_), Some(password)) = (&email, &req.current_password) {
-            self.check_password(&user, password, Timestamp::now(), AuthError::InvalidCurrentPassword).await?;
+            self.check_password(&user, password, AuthError::InvalidCurrentPassword).await?;
         }
         self.store.update_profile(user.id, username.as_deref(), email.as_deref(), Timestamp::now()).await?;
         self.store.wake_outbox();
@@ -296,15 +354,16 @@ impl AuthService {
     }
 
     /// Exchanges a refresh token for a new pair. A token is good once: presenting it again
-    /// means it was copied, so its whole family (the thief's and the owner's tokens) dies.
+    /// means it was copied, so its whole family (the thief's and the owner's tokens) dies —
+    /// unless it comes within `refresh_grace` of its use, as when several requests of one
+    /// browser refresh at once: then the answer is the token it was exchanged for.
     pub async fn refresh(&self, refresh_token: Option<&str>) -> Result<TokenResponse, AuthError> {
-        let hash = secrets::digest(refresh_token.ok_or(AuthError::InvalidRefreshToken)?);
+        let presented = refresh_token.ok_or(AuthError::InvalidRefreshToken)?;
+        let hash = secrets::digest(presented);
         let now = Timestamp::now();
         let current = self.store.session(&hash).await?.ok_or(AuthError::InvalidRefreshToken)?;
-        // A used token is reported as reused even once its family is revoked, so that every
-        // replay gets the same answer.
         if current.used_at.is_some() {
-            return self.reused(current.family_id, now).await;
+            return self.successor(presented, current, now).await;
         }
         if current.revoked_at.is_some() {
             return Err(AuthError::InvalidRefreshToken);
@@ -315,11 +374,46 @@ impl AuthService {
         let user = self.user(current.user_id).await.map_err(|_| AuthError::InvalidRefreshToken)?;
         check_usable(&user, now)?;
         let (refresh_token, next) = self.new_session(user.id, current.family_id, now);
-        if !self.store.rotate_session(&hash, &next).await? {
+        let seal = secrets::seal(presented, &refresh_token).ok_or_else(|| AuthError::internal("unsealable token"))?;
+        if !self.store.rotate_session(&hash, &seal, &next).await? {
             // A concurrent request rotated the same token first.
-            return self.reused(current.family_id, now).await;
+            let current = self.store.session(&hash).await?.ok_or(AuthError::InvalidRefreshToken)?;
+            return self.successor(presented, current, now).await;
         }
         self.token_response(&user, refresh_token, now)
+    }
+
+    /// The answer to a used refresh token: within the grace window, the newest token of its
+    /// session (following the seals from token to successor); otherwise, or when that session
+    /// has ended, the family is revoked as stolen. (A used token is reported as reused even once
+    /// its family is revoked, so that every replay gets the same answer.)
+    async fn successor(
+        &self,
+        presented: &str,
+        mut record: SessionRecord,
+        now: Timestamp,
+    ) -> Result<TokenResponse, AuthError> {
+        let family_id = record.family_id;
+        let grace = span(self.config.refresh_grace);
+        let mut presented = presented.to_owned();
+        for _ in 0..GRACE_HOPS {
+            let (Some(used_at), Some(seal)) = (record.used_at, record.successor_seal.as_deref()) else { break };
+            if record.revoked_at.is_some() || now - used_at > grace {
+                break;
+            }
+            let Some(next) = secrets::unseal(&presented, seal) else { break };
+            let Some(next_record) = self.store.session(&secrets::digest(&next)).await? else { break };
+            if next_record.used_at.is_none() {
+                if next_record.revoked_at.is_some() || next_record.expires_at <= now {
+                    break;
+                }
+                let user = self.user(next_record.user_id).await.map_err(|_| AuthError::InvalidRefreshToken)?;
+                check_usable(&user, now)?;
+                return self.token_response(&user, next, now);
+            }
+            (presented, record) = (next, next_record);
+        }
+        self.reused(family_id, now).await
     }
 
     async fn reused<T>(&self, family_id: Uuid, now: Timestamp) -> Result<T, AuthError> {
@@ -362,7 +456,7 @@ impl AuthService {
         require_access_token(identity)?;
         let user = self.user(identity.user_id).await?;
         let now = Timestamp::now();
-        self.check_password(&user, &req.current_password, now, AuthError::InvalidCurrentPassword).await?;
+        self.check_password(&user, &req.current_password, AuthError::InvalidCurrentPassword).await?;
         let hash = self.new_password_hash(&user, &req.new_password).await?;
         let (refresh_token, session) = self.new_session(user.id, Uuid::now_v7(), now);
         self.store.change_password(&hash, &session).await?;
@@ -389,9 +483,14 @@ impl AuthService {
         if user.deleted_at.is_some() || !user.is_active {
             return Ok(());
         }
+        self.mail_reset_link(&user, ResetMail::Forgotten).await
+    }
+
+    /// Stores a new reset token for `user` and mails them the link.
+    async fn mail_reset_link(&self, user: &UserRecord, why: ResetMail) -> Result<(), AuthError> {
         let reset = self.new_reset_token(Timestamp::now());
         self.store.create_reset_token(user.id, &reset.hash, reset.created_at, reset.expires_at).await?;
-        self.send_reset_mail(user.id, &user.username, &user.email, ResetMail::Forgotten, &reset.token);
+        self.send_reset_mail(user.id, &user.username, &user.email, why, &reset.token);
         Ok(())
     }
 
@@ -408,7 +507,8 @@ impl AuthService {
     /// Mails the reset link in the background, so that the answer does not wait for (or reveal)
     /// the mail server.
     fn send_reset_mail(&self, user_id: Uuid, username: &str, to: &str, why: ResetMail, token: &str) {
-        let link = format!("{}/reset-password?token={token}", self.config.public_url.trim_end_matches('/'));
+        let (base, page) = (self.config.public_url.trim_end_matches('/'), kit::api::RESET_PASSWORD_PAGE);
+        let link = format!("{base}{page}?token={token}");
         let minutes = self.config.reset_token_ttl.as_secs().div_ceil(60);
         let (subject, reason, otherwise) = match why {
             ResetMail::Forgotten => (
@@ -424,6 +524,13 @@ impl AuthService {
             ResetMail::NewAccount => (
                 "Your OllamaNet account",
                 "An administrator created an OllamaNet account for you. To choose your password",
+                "If the link has expired, ask for a new one with \"forgot password\".",
+            ),
+            ResetMail::TooManyFailures => (
+                "Choose a new OllamaNet password",
+                "Wrong passwords were tried many times in a row to sign in to your OllamaNet account, so the \
+                 password alone no longer signs in to it; where you are signed in already, you stay signed in. \
+                 To sign in again, choose a new password",
                 "If the link has expired, ask for a new one with \"forgot password\".",
             ),
         };

@@ -25,7 +25,7 @@ macro_rules! select_user {
     ($where:literal) => {
         concat!(
             "SELECT id, username, email, password_hash, token_version, is_active, locked_until, locked_by_admin, \
-             deleted_at, created_at, last_login_at FROM users WHERE ",
+             failed_logins, deleted_at, created_at, last_login_at FROM users WHERE ",
             $where
         )
     };
@@ -45,6 +45,8 @@ pub struct UserRecord {
     pub locked_until: Option<Timestamp>,
     /// The lock was set by an admin (not by failed sign-ins).
     pub locked_by_admin: bool,
+    /// Failed password attempts in a row.
+    pub failed_logins: i32,
     pub deleted_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub last_login_at: Option<Timestamp>,
@@ -87,6 +89,8 @@ pub struct SessionRecord {
     pub expires_at: Timestamp,
     pub used_at: Option<Timestamp>,
     pub revoked_at: Option<Timestamp>,
+    /// Once used: the token it was exchanged for, sealed with this one (`secrets::seal`).
+    pub successor_seal: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -356,55 +360,57 @@ impl Store {
         Ok(user)
     }
 
-    /// Counts a failed login; at `threshold` failures in a row the account is locked until
-    /// `lock_until` (announced, as it ends the user's access) and the count starts again.
-    /// Returns whether this failure locked the account.
-    pub async fn record_login_failure(
+    /// Counts an attempt at the user's password as a failure before the password is checked, so
+    /// that guesses sent in parallel cannot outrun the budget: `seen_failures` (as last read)
+    /// becomes one more, and `wait_until` (when given) is when the next attempt may come. False
+    /// when another attempt counted first, or a wait (an admin's lock included) is running.
+    pub async fn claim_attempt(
         &self,
         user_id: Uuid,
-        threshold: u32,
-        lock_until: Timestamp,
+        seen_failures: i32,
+        now: Timestamp,
+        wait_until: Option<Timestamp>,
     ) -> Result<bool, AuthError> {
-        let threshold = i32::try_from(threshold).unwrap_or(i32::MAX);
-        let locked = with_db!(&self.db, |pool| {
-            let mut tx = pool.begin_write().await?;
-            let row: Option<(Option<Timestamp>, i64)> = sqlx::query_as(
-                "UPDATE users SET \
-                   failed_logins = CASE WHEN failed_logins + 1 >= $2 THEN 0 ELSE failed_logins + 1 END, \
-                   locked_until = CASE WHEN failed_logins + 1 >= $2 THEN $3 ELSE locked_until END, \
-                   locked_by_admin = CASE WHEN failed_logins + 1 >= $2 THEN FALSE ELSE locked_by_admin END \
-                 WHERE id = $1 RETURNING locked_until, token_version",
+        let claimed = with_db!(&self.db, |pool| {
+            sqlx::query(
+                "UPDATE users SET failed_logins = failed_logins + 1, locked_until = $4, locked_by_admin = FALSE \
+                 WHERE id = $1 AND failed_logins = $2 AND (locked_until IS NULL OR locked_until <= $3)",
             )
             .bind(user_id)
-            .bind(threshold)
-            .bind(lock_until)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let locked_now = match row {
-                Some((Some(until), version)) if until == lock_until => {
-                    self.outbox.enqueue(&mut tx, &user_updated(user_id, version)).await?;
-                    true
-                }
-                _ => false,
-            };
-            tx.commit().await?;
-            locked_now
+            .bind(seen_failures)
+            .bind(now)
+            .bind(wait_until)
+            .execute(pool)
+            .await?
+            .rows_affected()
         });
-        Ok(locked)
+        Ok(claimed == 1)
     }
 
-    /// Clears the failure count and opens a new session family.
+    /// The right password was given: the failures in a row and their wait are over (an admin's
+    /// lock stays).
+    pub async fn clear_failures(&self, user_id: Uuid) -> Result<(), AuthError> {
+        with_db!(&self.db, |pool| {
+            sqlx::query(
+                "UPDATE users SET failed_logins = 0, \
+                 locked_until = CASE WHEN locked_by_admin THEN locked_until ELSE NULL END WHERE id = $1",
+            )
+            .bind(user_id)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Records the sign-in and opens a new session family.
     pub async fn record_login(&self, session: &NewSession) -> Result<(), AuthError> {
         with_db!(&self.db, |pool| {
             let mut tx = pool.begin_write().await?;
-            sqlx::query(
-                "UPDATE users SET failed_logins = 0, locked_until = NULL, locked_by_admin = FALSE, last_login_at = $2 \
-                 WHERE id = $1",
-            )
-            .bind(session.user_id)
-            .bind(session.created_at)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query("UPDATE users SET last_login_at = $2 WHERE id = $1")
+                .bind(session.user_id)
+                .bind(session.created_at)
+                .execute(&mut *tx)
+                .await?;
             tx.insert_session(session).await?;
             tx.commit().await?;
         });
@@ -443,7 +449,8 @@ impl Store {
     pub async fn session(&self, token_hash: &str) -> Result<Option<SessionRecord>, AuthError> {
         let session = with_db!(&self.db, |pool| {
             sqlx::query_as(
-                "SELECT family_id, user_id, expires_at, used_at, revoked_at FROM refresh_tokens WHERE token_hash = $1",
+                "SELECT family_id, user_id, expires_at, used_at, revoked_at, successor_seal FROM refresh_tokens \
+                 WHERE token_hash = $1",
             )
             .bind(token_hash)
             .fetch_optional(pool)
@@ -452,17 +459,18 @@ impl Store {
         Ok(session)
     }
 
-    /// Marks `old_hash` used and stores its successor, atomically: of several concurrent
-    /// rotations of one token exactly one returns true.
-    pub async fn rotate_session(&self, old_hash: &str, next: &NewSession) -> Result<bool, AuthError> {
+    /// Marks `old_hash` used (keeping its successor, sealed) and stores the successor,
+    /// atomically: of several concurrent rotations of one token exactly one returns true.
+    pub async fn rotate_session(&self, old_hash: &str, seal: &[u8], next: &NewSession) -> Result<bool, AuthError> {
         let rotated = with_db!(&self.db, |pool| {
             let mut tx = pool.begin_write().await?;
             let claimed = sqlx::query(
-                "UPDATE refresh_tokens SET used_at = $2 \
+                "UPDATE refresh_tokens SET used_at = $2, successor_seal = $3 \
                  WHERE token_hash = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2",
             )
             .bind(old_hash)
             .bind(next.created_at)
+            .bind(seal)
             .execute(&mut *tx)
             .await?
             .rows_affected();

@@ -64,6 +64,19 @@ impl Refusal {
     }
 }
 
+/// What renewing a session came to.
+pub enum Renewal {
+    Renewed(Tokens),
+    /// The auth service says the session is over: its token is unknown, revoked, reused or expired.
+    Ended,
+    /// No answer, or a refusal that does not end the session: the page says so, and the cookies
+    /// stay for the next try.
+    Failed(WebError),
+}
+
+/// The refusals of a refresh that end a session; nothing else signs a browser out.
+const SESSION_OVER: [&str; 3] = ["invalid_refresh_token", "refresh_token_reused", "refresh_token_expired"];
+
 pub enum Outcome<T> {
     Done(T),
     Refused(Refusal),
@@ -104,11 +117,13 @@ impl AuthClient {
         self.submit("/api/auth/register", json!({"username": username, "email": email, "password": password})).await
     }
 
-    /// New tokens for a session's refresh token; anything but success ends the session.
-    pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, ()> {
+    /// New tokens for a session's refresh token.
+    pub async fn refresh(&self, refresh_token: &str) -> Renewal {
         match self.submit("/api/auth/refresh", json!({"refresh_token": refresh_token})).await {
-            Ok(Outcome::Done(tokens)) => Ok(tokens),
-            _ => Err(()),
+            Ok(Outcome::Done(tokens)) => Renewal::Renewed(tokens),
+            Ok(Outcome::Refused(r)) if SESSION_OVER.contains(&r.code.as_str()) => Renewal::Ended,
+            Ok(Outcome::Refused(r)) => Renewal::Failed(WebError::SessionRefused(r.status, r.reason())),
+            Err(e) => Renewal::Failed(e),
         }
     }
 

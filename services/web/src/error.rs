@@ -9,8 +9,14 @@ pub enum WebError {
     /// The form came without the session's CSRF token (a forged cross-site post, or a stale page).
     #[error("this form has expired; reload the page and try again")]
     Csrf,
+    /// A request to change something sent from another origin (a form on another site).
+    #[error("this form was sent from another site; open the page on this site and send it from there")]
+    CrossOrigin,
     #[error("{0} is not reachable right now; try again shortly")]
     Unavailable(&'static str),
+    /// The session could not be renewed now, for a reason that does not end it (status, reason).
+    #[error("{1}")]
+    SessionRefused(u16, String),
     #[error("this page is for administrators")]
     AdminsOnly,
     #[error("there is nothing here, or it is not yours")]
@@ -35,7 +41,11 @@ impl IntoResponse for WebError {
     fn into_response(self) -> Response {
         let (status, title) = match &self {
             WebError::Csrf => (StatusCode::FORBIDDEN, "Form expired"),
+            WebError::CrossOrigin => (StatusCode::FORBIDDEN, "Sent from another site"),
             WebError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "Unavailable"),
+            WebError::SessionRefused(status, _) => {
+                (StatusCode::from_u16(*status).unwrap_or(StatusCode::FORBIDDEN), "Not now")
+            }
             WebError::AdminsOnly => (StatusCode::FORBIDDEN, "Administrators only"),
             WebError::NotFound => (StatusCode::NOT_FOUND, "Not found"),
             WebError::BadForm => (StatusCode::BAD_REQUEST, "Incomplete form"),

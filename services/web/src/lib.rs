@@ -79,7 +79,7 @@ pub fn start(ctx: &ServiceContext, config: &WebConfig, upstreams: Upstreams) -> 
         .route("/register", get(pages::register_page).post(pages::register))
         .route("/logout", post(pages::logout))
         .route("/forgot", get(pages::forgot_page).post(pages::forgot))
-        .route("/reset", get(pages::reset_page).post(pages::reset))
+        .route(kit::api::RESET_PASSWORD_PAGE, get(pages::reset_page).post(pages::reset))
         .route("/chat", get(chat::list).post(chat::create))
         .route("/chat/folders", post(chat::create_folder))
         .route("/chat/folders/{id}", post(chat::update_folder))
@@ -129,6 +129,7 @@ pub fn start(ctx: &ServiceContext, config: &WebConfig, upstreams: Upstreams) -> 
         .route("/static/chat.js", get(chat::script))
         .route("/static/events.js", get(pages::events_script))
         .with_state(state)
+        .layer(axum::middleware::from_fn(session::refuse_cross_origin))
         .layer(axum::middleware::map_response(security_headers));
     let router = kit::http::service_layers(router, NAME);
     // Pages are not an API: the service adds nothing to the OpenAPI document.
@@ -136,11 +137,12 @@ pub fn start(ctx: &ServiceContext, config: &WebConfig, upstreams: Upstreams) -> 
     Web { handle: ServiceHandle { name: NAME, router, readiness: Readiness::default(), openapi } }
 }
 
-/// What every page tells the browser: run only this site's scripts and styles, never be framed,
-/// do not guess content types, keep the address to this site.
+/// What every page tells the browser: run only this site's scripts and styles, load images only
+/// from this site (a reply cannot make the browser send anything elsewhere), never be framed, do
+/// not guess content types, keep the address to this site.
 async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
     let headers = response.headers_mut();
-    let csp = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; \
+    let csp = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'";
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));

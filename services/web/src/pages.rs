@@ -10,7 +10,7 @@ use crate::AppState;
 use crate::auth::{Outcome, Refusal};
 use crate::error::render;
 use crate::extract::{Form, Query};
-use crate::session::{SESSION_COOKIE, Visitor};
+use crate::session::Visitor;
 
 const STYLE: &str = include_str!("../static/app.css");
 
@@ -68,6 +68,13 @@ fn login_refusal(r: &Refusal) -> String {
     match r.code.as_str() {
         "invalid_credentials" => "That name or password is not right.".to_owned(),
         "account_locked" => "This account is locked. Try again later, or ask an administrator.".to_owned(),
+        "login_throttled" => "Too many wrong passwords were tried for this account: wait a few minutes before the \
+                              next attempt. Where you are signed in already, you stay signed in."
+            .to_owned(),
+        "password_reset_required" => "Too many wrong passwords were tried for this account, so it needs a new \
+                                      password: its owner was mailed a link to choose one (or ask for a new link \
+                                      below). Where you are signed in already, you stay signed in."
+            .to_owned(),
         _ if !r.message.is_empty() => r.message.clone(),
         _ => "Signing in did not work.".to_owned(),
     }
@@ -144,16 +151,11 @@ pub struct CsrfForm {
 }
 
 /// Ends the session here and at the auth service.
-pub async fn logout(
-    State(s): State<AppState>,
-    mut visitor: Visitor,
-    headers: axum::http::HeaderMap,
-    Form(form): Form<CsrfForm>,
-) -> Response {
+pub async fn logout(State(s): State<AppState>, mut visitor: Visitor, Form(form): Form<CsrfForm>) -> Response {
     if let Err(e) = visitor.check_csrf(&form.csrf) {
         return visitor.respond(e);
     }
-    if let Some(refresh) = kit::http::cookie(&headers, SESSION_COOKIE) {
+    if let Some(refresh) = visitor.refresh_token() {
         s.auth.logout(refresh).await;
     }
     visitor.sign_out();

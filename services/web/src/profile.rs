@@ -5,18 +5,18 @@
 
 use askama::Template;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::response::{Redirect, Response};
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::{Outcome, Refusal, Tokens};
+use crate::auth::{Outcome, Refusal, Renewal, Tokens};
 use crate::error::render_private;
 use crate::extract::{Form, Path, Query};
 use crate::services::Page;
-use crate::session::{Nav, SESSION_COOKIE, Visitor};
+use crate::session::{Nav, Visitor};
 
 #[derive(Deserialize)]
 struct Me {
@@ -151,12 +151,7 @@ pub struct AccountForm {
 }
 
 /// Renames the user or changes their e-mail address.
-pub async fn update(
-    State(s): State<AppState>,
-    mut visitor: Visitor,
-    headers: HeaderMap,
-    Form(form): Form<AccountForm>,
-) -> Response {
+pub async fn update(State(s): State<AppState>, mut visitor: Visitor, Form(form): Form<AccountForm>) -> Response {
     if let Err(e) = visitor.check_csrf(&form.csrf) {
         return visitor.respond(e);
     }
@@ -173,10 +168,10 @@ pub async fn update(
         Ok(Outcome::Done(_)) => {
             // The header shows the name the access token holds: renew the tokens now rather
             // than show the old name until they expire.
-            if let Some(refresh) = kit::http::cookie(&headers, SESSION_COOKIE)
-                && let Ok(tokens) = s.auth.refresh(refresh).await
+            if let Some(refresh) = visitor.refresh_token()
+                && let Renewal::Renewed(tokens) = s.auth.refresh(refresh).await
             {
-                visitor.sign_in(&tokens);
+                visitor.renew(&tokens);
             }
             visitor.respond(Redirect::to("/profile?done=account"))
         }

@@ -177,6 +177,61 @@ async fn a_lock_ends_access_at_once_with_services_apart() {
     a_lock_ends_access_at_once(Deployment::apart(infra, config, &["auth", "inference", "conversation"]).await).await;
 }
 
+/// A stranger guesses a user's password, five times and then fifty: the user's refresh token,
+/// access token and API key keep working on every service, in either deployment; only new
+/// sign-ins wait (`login_throttled`), and then an admin's lock still ends everything at once.
+async fn wrong_passwords_end_no_session(d: Deployment) {
+    let erin = d.register("erin").await;
+    let token = erin["access_token"].as_str().unwrap().to_owned();
+    let mut refresh = erin["refresh_token"].as_str().unwrap().to_owned();
+    let (_, key) = d.call(Method::POST, "/api/auth/keys", Some(&token), Some(json!({"name": "cli"}))).await;
+    let key = key["key"].as_str().unwrap().to_owned();
+    let guess = async |n: usize| {
+        let body = json!({"login": "erin", "password": format!("guess number {n}")});
+        d.call(Method::POST, "/api/auth/login", None, Some(body)).await
+    };
+    let mut tried = 0;
+    for guesses in [5, 50] {
+        while tried < guesses {
+            let (status, body) = guess(tried).await;
+            let expected = if tried < 5 { "invalid_credentials" } else { "login_throttled" };
+            assert_eq!(body["code"], expected, "guess {tried}: {status} {body}");
+            tried += 1;
+        }
+        let (status, renewed) =
+            d.call(Method::POST, "/api/auth/refresh", None, Some(json!({"refresh_token": refresh}))).await;
+        assert_eq!(status, StatusCode::OK, "after {guesses} guesses: {renewed}");
+        refresh = renewed["refresh_token"].as_str().unwrap().to_owned();
+        for credential in [renewed["access_token"].as_str().unwrap(), token.as_str(), key.as_str()] {
+            let (status, body) = d.call(Method::GET, "/api/auth/me", Some(credential), None).await;
+            assert_eq!(status, StatusCode::OK, "after {guesses} guesses: {body}");
+        }
+    }
+    let (status, body) =
+        d.call(Method::POST, "/api/auth/login", None, Some(json!({"login": "erin", "password": PASSWORD}))).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("login_throttled")), "{body}");
+
+    let admin = d.admin_token("root").await;
+    let erin_id = erin["user"]["id"].as_str().unwrap();
+    let lock = format!("/api/admin/users/{erin_id}/lock");
+    assert_eq!(d.call(Method::POST, &lock, Some(&admin), Some(json!({"minutes": 5}))).await.0, StatusCode::OK);
+    for credential in [token.as_str(), key.as_str()] {
+        assert_eq!(d.call(Method::GET, "/api/auth/me", Some(credential), None).await.0, StatusCode::UNAUTHORIZED);
+    }
+    let (status, _) = d.call(Method::POST, "/api/auth/refresh", None, Some(json!({"refresh_token": refresh}))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "an admin's lock ends the session");
+}
+
+#[tokio::test]
+async fn wrong_passwords_end_no_session_all_in_one() {
+    wrong_passwords_end_no_session(Deployment::start(Mode::AllInOne).await).await;
+}
+
+#[tokio::test]
+async fn wrong_passwords_end_no_session_split() {
+    wrong_passwords_end_no_session(Deployment::start(Mode::Split).await).await;
+}
+
 /// Purging a user (after a soft delete) removes their conversations too: the auth service
 /// publishes `user.deleted`, the conversation service deletes what it holds of theirs.
 #[tokio::test]

@@ -15,14 +15,14 @@ use tokio::task::JoinHandle;
 use crate::helpers::{Deployment, Mode, base_config, eventually};
 
 /// Forwards TCP to `target` while up; when down, drops every connection and refuses new ones.
-struct FaultProxy {
+pub(crate) struct FaultProxy {
     port: u16,
     up: Arc<std::sync::atomic::AtomicBool>,
     conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
 impl FaultProxy {
-    async fn start(target: String) -> Self {
+    pub(crate) async fn start(target: String) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -47,19 +47,19 @@ impl FaultProxy {
         Self { port, up, conns }
     }
 
-    fn down(&self) {
+    pub(crate) fn down(&self) {
         self.up.store(false, std::sync::atomic::Ordering::SeqCst);
         for c in self.conns.lock().unwrap().drain(..) {
             c.abort();
         }
     }
 
-    fn up(&self) {
+    pub(crate) fn up(&self) {
         self.up.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// `url` with its host and port replaced by the proxy's.
-    fn url_for(&self, url: &str) -> String {
+    pub(crate) fn url_for(&self, url: &str) -> String {
         let (scheme, rest) = url.split_once("://").unwrap();
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
         let userinfo = authority.rsplit_once('@').map(|(u, _)| format!("{u}@")).unwrap_or_default();
@@ -67,7 +67,7 @@ impl FaultProxy {
     }
 }
 
-fn host_port(url: &str, default_port: u16) -> String {
+pub(crate) fn host_port(url: &str, default_port: u16) -> String {
     let rest = url.split_once("://").unwrap().1;
     let authority = rest.split('/').next().unwrap();
     let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);

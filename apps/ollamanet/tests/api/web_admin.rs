@@ -18,6 +18,7 @@ async fn admin_browser<'a>(d: &'a Deployment, name: &str) -> (Browser<'a>, Strin
     b.get("/login").await;
     let (status, location, page) = b.post("/login", &[("login", name), ("password", PASSWORD)]).await;
     assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/"), "{page}");
+    b.get("/chat").await;
     (b, token)
 }
 
@@ -28,6 +29,7 @@ async fn user_browser<'a>(d: &'a Deployment, name: &str) -> Browser<'a> {
     let email = format!("{name}@example.com");
     let (status, _, page) = b.post("/register", &[("username", name), ("email", &email), ("password", PASSWORD)]).await;
     assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    b.get("/chat").await;
     b
 }
 
@@ -88,8 +90,10 @@ async fn web_admin_locks_a_user_and_their_next_page_is_the_sign_in_page() {
     // The user's very next page: signed out, and signing in is refused.
     let (status, location, _) = lockee.get("/chat").await;
     assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/login"));
+    lockee.get("/login").await;
     let (status, _, page) = lockee.post("/login", &[("login", "lockee"), ("password", PASSWORD)]).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
+    assert!(page.contains("This account is locked"), "{page}");
 
     // An admin cannot lock themselves out: the page says so.
     let own = user_id(&d, &token, "root").await;

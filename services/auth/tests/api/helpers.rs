@@ -159,6 +159,14 @@ impl TestApp {
     }
 }
 
+/// The token of the reset link in a recorded mail; the link opens the web's reset page.
+pub fn reset_token(body: &str) -> String {
+    let page = format!("http://app.test{}?token=", kit::api::RESET_PASSWORD_PAGE);
+    let start = body.find(&page).expect("reset link in the mail");
+    let link = body[start..].split_whitespace().next().unwrap();
+    link.split_once("token=").unwrap().1.to_owned()
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();

@@ -58,17 +58,14 @@ async fn smtp_sink() -> (u16, Arc<Mutex<Vec<String>>>) {
 async fn mail_goes_out_over_smtp() {
     let (port, received) = smtp_sink().await;
     let mailer = SmtpMailer::new(&format!("smtp://127.0.0.1:{port}"), "OllamaNet <noreply@ollamanet.test>").unwrap();
-    mailer
-        .send("ada@example.com", "Reset your password", "Open http://app.test/reset-password?token=abc")
-        .await
-        .unwrap();
+    mailer.send("ada@example.com", "Reset your password", "Open http://app.test/reset?token=abc").await.unwrap();
     let messages = received.lock().unwrap().clone();
     assert_eq!(messages.len(), 1);
     let m = &messages[0];
     assert!(m.contains("MAIL FROM:<noreply@ollamanet.test>"), "{m}");
     assert!(m.contains("RCPT TO:<ada@example.com>"), "{m}");
     assert!(m.contains("Subject: Reset your password"), "{m}");
-    assert!(m.contains("reset-password?token=abc"), "{m}");
+    assert!(m.contains("/reset?token=abc"), "{m}");
 }
 
 #[tokio::test]
