@@ -23,6 +23,10 @@ pub enum DocumentError {
     /// An archive whose entries are built to explode when unpacked (a zip bomb).
     #[error("suspicious archive: {0}")]
     Suspicious(String),
+    /// Reading the document was stopped by the reader's memory bound or time limit, or the
+    /// reader died on it ([`crate::isolated`]): a structure built to exhaust the reader.
+    #[error("document too complex: {0}")]
+    TooComplex(String),
     /// The document was read but holds no text: a scanned PDF, an empty page, whitespace only.
     #[error("the document contains no extractable text")]
     NoText,
@@ -43,9 +47,38 @@ impl DocumentError {
             DocumentError::Corrupt(_) => "corrupt_document",
             DocumentError::TooLarge(_) => "document_too_large",
             DocumentError::Suspicious(_) => "suspicious_archive",
+            DocumentError::TooComplex(_) => "document_too_complex",
             DocumentError::NoText => "no_text",
             DocumentError::InvalidDigest => "invalid_digest",
             DocumentError::Io(_) => "io",
+        }
+    }
+
+    /// The error a code names, with `detail` as its description: how the answer of a child
+    /// process that read a document comes back ([`crate::isolated`]). None for codes of failures
+    /// a reader does not report.
+    pub(crate) fn from_code(code: &str, detail: String) -> Option<Self> {
+        Some(match code {
+            "empty_document" => DocumentError::Empty,
+            "unsupported_type" => DocumentError::UnsupportedType(detail),
+            "corrupt_document" => DocumentError::Corrupt(detail),
+            "document_too_large" => DocumentError::TooLarge(detail),
+            "document_too_complex" => DocumentError::TooComplex(detail),
+            "suspicious_archive" => DocumentError::Suspicious(detail),
+            "no_text" => DocumentError::NoText,
+            _ => return None,
+        })
+    }
+
+    /// What [`Self::from_code`] takes back: the description without the variant's prefix.
+    pub(crate) fn detail(&self) -> String {
+        match self {
+            DocumentError::UnsupportedType(d)
+            | DocumentError::Corrupt(d)
+            | DocumentError::TooLarge(d)
+            | DocumentError::TooComplex(d)
+            | DocumentError::Suspicious(d) => d.clone(),
+            other => other.to_string(),
         }
     }
 
@@ -68,6 +101,7 @@ mod tests {
             DocumentError::Corrupt("x".into()),
             DocumentError::TooLarge("x".into()),
             DocumentError::Suspicious("x".into()),
+            DocumentError::TooComplex("x".into()),
             DocumentError::NoText,
             DocumentError::InvalidDigest,
             DocumentError::Io(std::io::Error::other("disk")),
@@ -76,5 +110,23 @@ mod tests {
         assert_eq!(codes.len(), all.len());
         assert_eq!(all.iter().filter(|e| e.is_internal()).count(), 1);
         assert!(all.last().is_some_and(DocumentError::is_internal));
+    }
+
+    #[test]
+    fn what_a_reader_reports_comes_back_as_it_was() {
+        let reported = [
+            DocumentError::Empty,
+            DocumentError::UnsupportedType("binary".into()),
+            DocumentError::Corrupt("truncated".into()),
+            DocumentError::TooLarge("big".into()),
+            DocumentError::TooComplex("slow".into()),
+            DocumentError::Suspicious("bomb".into()),
+            DocumentError::NoText,
+        ];
+        for e in reported {
+            let back = DocumentError::from_code(e.code(), e.detail()).unwrap();
+            assert_eq!((back.code(), back.to_string()), (e.code(), e.to_string()));
+        }
+        assert!(DocumentError::from_code("io", "disk".into()).is_none());
     }
 }

@@ -19,7 +19,11 @@
 //!   declare more than [`Limits::max_compression_ratio`] times its compressed size; and the one
 //!   entry read (`word/document.xml`) is inflated through a reader that stops at those same
 //!   bounds, so an archive that lies in its headers is caught while reading, not after.
-//! - **PDF**: at most [`Limits::max_pages`] pages. Before the extractor runs, a preflight inflates
+//! - **PDF**: before `lopdf` loads it, every stream (object and cross-reference streams
+//!   included) may inflate to at most [`Limits::max_uncompressed_bytes`], the streams lopdf keeps
+//!   inflated to that much together, and all to sixteen times that; cross-reference widths and
+//!   predictor rows are checked before lopdf allocates them. At most [`Limits::max_pages`] pages.
+//!   Before the extractor runs, a preflight inflates
 //!   through capped readers: the streams it reads besides images (content, forms, fonts) may
 //!   together not exceed [`Limits::max_uncompressed_bytes`]; XObjects a page draws (images
 //!   included: the extractor inflates those too) may not draw themselves, nest more than 32 deep,
@@ -32,7 +36,15 @@
 //! - **Text**: must be UTF-8 (a BOM is dropped) without NUL bytes or a noticeable share of control
 //!   characters.
 //!
-//! Everything here blocks (parsing, inflating, file I/O): call it from `spawn_blocking`.
+//! The limits bound what this crate's code does and as much of `lopdf`'s loading as can be bounded
+//! from outside it (see the `pdf` module); they cannot bound a parser's bug, a recursion they did
+//! not foresee or a loop. So a server never calls [`extract`] itself: [`isolated::extract`] runs
+//! it in a child process with a memory bound and a time limit, and a child that dies or is killed
+//! is [`DocumentError::TooComplex`]. The limits still give the precise answer (413, 422) for an
+//! ordinary bomb, and keep the child's work small.
+//!
+//! Everything here but [`isolated::extract`] blocks (parsing, inflating, file I/O): call it from
+//! `spawn_blocking`.
 
 mod chunk;
 mod docx;
@@ -40,7 +52,9 @@ mod error;
 #[cfg(test)]
 mod fixtures;
 mod inflate;
+pub mod isolated;
 mod pdf;
+mod pdf_load;
 mod store;
 mod text;
 
@@ -116,7 +130,7 @@ impl Default for Limits {
 }
 
 /// One page of extracted text.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Page {
     /// The 1-based page number for a PDF; `None` where the format has no fixed pages (DOCX pages
     /// depend on the renderer, so its explicit page breaks are not counted: a wrong page number
@@ -129,7 +143,7 @@ pub struct Page {
 
 /// The text of a document, page by page. A PDF keeps its blank pages (so numbers stay in step);
 /// at least one page holds text, or extraction fails with [`DocumentError::NoText`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Extracted {
     pub pages: Vec<Page>,
 }
@@ -142,6 +156,16 @@ pub struct Extracted {
 /// structure (an ATX heading, a code fence, or several list items). The name never overrides the
 /// content: a PDF called `notes.txt` is a PDF, a text file called `report.docx` is text.
 pub fn sniff(bytes: &[u8], name_hint: Option<&str>) -> Result<Kind, DocumentError> {
+    sniff_named(bytes, name_hint.is_some_and(is_markdown_name))
+}
+
+/// Whether a client's file name says Markdown (`.md`, `.markdown`): all [`sniff`] takes from it.
+pub fn is_markdown_name(name: &str) -> bool {
+    text::has_markdown_extension(name)
+}
+
+/// [`sniff`] with what the name says already told.
+fn sniff_named(bytes: &[u8], markdown_name: bool) -> Result<Kind, DocumentError> {
     if bytes.is_empty() {
         return Err(DocumentError::Empty);
     }
@@ -155,7 +179,7 @@ pub fn sniff(bytes: &[u8], name_hint: Option<&str>) -> Result<Kind, DocumentErro
     if text.is_empty() {
         return Err(DocumentError::Empty);
     }
-    if name_hint.is_some_and(text::has_markdown_extension) || text::looks_like_markdown(text) {
+    if markdown_name || text::looks_like_markdown(text) {
         Ok(Kind::Markdown)
     } else {
         Ok(Kind::Text)

@@ -16,10 +16,10 @@
 //! Then each page is extracted under `catch_unwind`, so the panics that remain (odd fonts,
 //! missing keys) become [`DocumentError::Corrupt`].
 //!
-//! Not covered: `lopdf` inflates object and cross-reference streams while loading, unbounded
-//! (they are structural and small in real files; the upload cap bounds the input); and fonts are
-//! parsed again on every page that uses them, so a huge font on many pages costs time (bounded,
-//! not memory).
+//! Before all that, `lopdf` loads the file, inflating object and cross-reference streams on its
+//! own: the `pdf_load` module bounds that first. Not covered: fonts are parsed again on every page
+//! that uses them, so a huge font on many pages costs time (bounded, not memory); and what the
+//! `pdf_load` module names as beyond it. The child process documents are read in covers those.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -51,6 +51,7 @@ const UNREAD_STREAM_TYPES: [&[u8]; 4] = [b"EmbeddedFile", b"Metadata", b"XRef", 
 const IMAGE_SUBTYPE: &[u8] = b"Image";
 
 pub(crate) fn extract(bytes: &[u8], limits: &Limits) -> Result<Vec<Page>, DocumentError> {
+    guarded(|| crate::pdf_load::check(bytes, limits)).ok_or_else(|| corrupt("the PDF's structure cannot be parsed"))??;
     let doc = guarded(|| Document::load_mem(bytes))
         .ok_or_else(|| corrupt("the PDF's structure cannot be parsed"))?
         .map_err(|e| DocumentError::Corrupt(format!("not a readable PDF: {e}")))?;
@@ -277,16 +278,22 @@ fn draws(content: &[u8]) -> Vec<Vec<u8>> {
 }
 
 /// A stream's content as lopdf would decode it for the extractor, or `None` if it inflates past
-/// `cap`. Filters lopdf does not know leave the raw bytes (so does lopdf); predictors are left
-/// out, they never grow the data.
+/// `cap`. Filters lopdf does not know leave the raw bytes (lopdf fails on them). Predictors are
+/// not applied (they never grow the data), but a predictor row larger than the data is refused:
+/// lopdf allocates two rows before it looks at the data.
 fn decode(stream: &Stream, cap: u64) -> Option<Cow<'_, [u8]>> {
-    let raw = || (stream.content.len() as u64 <= cap).then_some(Cow::Borrowed(stream.content.as_slice()));
-    let Ok(filters) = stream.filters() else { return raw() };
-    let mut data = Cow::Borrowed(stream.content.as_slice());
+    decode_parts(&stream.dict, &stream.content, cap)
+}
+
+/// [`decode`] of a stream given as its dictionary and raw content.
+pub(crate) fn decode_parts<'a>(dict: &Dictionary, content: &'a [u8], cap: u64) -> Option<Cow<'a, [u8]>> {
+    let raw = || (content.len() as u64 <= cap).then_some(Cow::Borrowed(content));
+    let Ok(filters) = filters(dict) else { return raw() };
+    let mut data = Cow::Borrowed(content);
     for filter in filters {
         data = Cow::Owned(match filter {
             b"FlateDecode" => inflate(&data, cap)?,
-            b"LZWDecode" => unlzw(&data, early_change(stream), cap)?,
+            b"LZWDecode" => unlzw(&data, early_change(dict), cap)?,
             b"ASCII85Decode" => match ascii85(&data) {
                 Some(decoded) if decoded.len() as u64 <= cap => decoded,
                 Some(_) => return None,
@@ -295,7 +302,34 @@ fn decode(stream: &Stream, cap: u64) -> Option<Cow<'_, [u8]>> {
             _ => return raw(),
         });
     }
+    let row = predictor_row(dict);
+    if row > data.len().max(MAX_ROW_WITHOUT_DATA) {
+        return None;
+    }
     Some(data)
+}
+
+/// The filter names of a stream, as lopdf reads them.
+pub(crate) fn filters(dict: &Dictionary) -> Result<Vec<&[u8]>, pdf_extract::Error> {
+    match dict.get(b"Filter")? {
+        Object::Array(names) => names.iter().map(Object::as_name).collect(),
+        other => Ok(vec![other.as_name()?]),
+    }
+}
+
+/// A predictor row this long is allowed whatever the data (a real row is a scan line).
+const MAX_ROW_WITHOUT_DATA: usize = 64 * 1024;
+
+/// The bytes of one row lopdf allocates for a PNG predictor (twice), 0 without one.
+fn predictor_row(dict: &Dictionary) -> usize {
+    let Some(params) = dict.get(b"DecodeParms").and_then(Object::as_dict).ok() else { return 0 };
+    let int = |key: &[u8], default: i64| params.get(key).and_then(Object::as_i64).unwrap_or(default);
+    if !(10..=15).contains(&int(b"Predictor", 1)) {
+        return 0;
+    }
+    let positive = |v: i64| usize::try_from(v.max(1)).unwrap_or(usize::MAX);
+    let bits = positive(int(b"BitsPerComponent", 8).max(8));
+    (positive(int(b"Colors", 1)).saturating_mul(bits) / 8).saturating_mul(positive(int(b"Columns", 1)))
 }
 
 /// zlib, falling back to raw deflate past the header when nothing came out (as lopdf does for
@@ -310,10 +344,8 @@ fn inflate(data: &[u8], cap: u64) -> Option<Vec<u8>> {
     (!read.over).then_some(read.data)
 }
 
-fn early_change(stream: &Stream) -> bool {
-    stream
-        .dict
-        .get(b"DecodeParms")
+fn early_change(dict: &Dictionary) -> bool {
+    dict.get(b"DecodeParms")
         .and_then(Object::as_dict)
         .and_then(|p| p.get(b"EarlyChange"))
         .and_then(Object::as_i64)
@@ -537,7 +569,7 @@ mod tests {
     }
 
     #[test]
-    fn images_count_only_when_drawn() {
+    fn images_count_only_when_drawn_and_no_stream_inflates_past_the_budget() {
         let pixels = zlib(&vec![0u8; 3 << 20]);
         let image = |page_content: &[u8]| {
             pdf_of(&[
@@ -548,13 +580,16 @@ mod tests {
                 stream("/Type /XObject /Subtype /Image /Width 1024 /Height 1024 /ColorSpace /DeviceRGB /BitsPerComponent 8 /Filter /FlateDecode", &pixels),
             ])
         };
-        let tight = Limits { max_uncompressed_bytes: 1 << 20, ..Limits::default() };
-        let roomy = Limits { max_uncompressed_bytes: 8 << 20, ..Limits::default() };
-        let drawn = image(b"q 612 0 0 792 0 0 cm /Im1 Do Q");
-        assert!(matches!(extract_document(Kind::Pdf, &drawn, &tight), Err(DocumentError::TooLarge(_))));
-        assert!(matches!(extract_document(Kind::Pdf, &drawn, &roomy), Err(DocumentError::NoText)));
+        let budget = Limits { max_uncompressed_bytes: 4 << 20, ..Limits::default() };
+        let drawn = |times: usize| image(&b"q 612 0 0 792 0 0 cm /Im1 Do Q ".repeat(times));
+        assert!(matches!(extract_document(Kind::Pdf, &drawn(1), &budget), Err(DocumentError::NoText)));
+        // 18 MiB of drawing: past four times the budget.
+        assert!(matches!(extract_document(Kind::Pdf, &drawn(6), &budget), Err(DocumentError::TooLarge(_))));
         let unused = image(b"0 0 m 1 1 l S");
-        assert!(matches!(extract_document(Kind::Pdf, &unused, &tight), Err(DocumentError::NoText)));
+        assert!(matches!(extract_document(Kind::Pdf, &unused, &budget), Err(DocumentError::NoText)));
+        // Drawn or not, no one stream may inflate past the budget: lopdf may inflate any of them.
+        let tight = Limits { max_uncompressed_bytes: 1 << 20, ..Limits::default() };
+        assert!(matches!(extract_document(Kind::Pdf, &unused, &tight), Err(DocumentError::TooLarge(_))));
     }
 
     #[test]

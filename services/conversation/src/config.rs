@@ -1,5 +1,6 @@
 //! The conversation service's settings (`[conversation]` in the configuration file).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,56 @@ pub struct ConversationConfig {
     pub max_message_chars: usize,
     /// Documents and retrieval (`[conversation.documents]`).
     pub documents: DocumentsConfig,
+    /// What one user may keep and hold open (`[conversation.quotas]`).
+    pub quotas: QuotasConfig,
+}
+
+/// Per-user caps; see `docs/conversations.md`, "Quotas". Each is checked by the instance that
+/// takes the request: concurrent requests of one user on several instances may pass a count by
+/// as many as there are instances, never more.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuotasConfig {
+    /// Conversations a user may have (imports included).
+    pub conversations_per_user: u64,
+    /// Documents one conversation may hold.
+    pub documents_per_conversation: u64,
+    /// Documents a user may have in all.
+    pub documents_per_user: u64,
+    /// Bytes of uploaded files a user may have stored (each document counted, even when another
+    /// has the same bytes).
+    pub stored_bytes_per_user: u64,
+    /// Replies a user may follow at once on one instance: streams of events and waits for a
+    /// whole reply (`stream: false`).
+    pub open_streams_per_user: usize,
+}
+
+impl Default for QuotasConfig {
+    fn default() -> Self {
+        Self {
+            conversations_per_user: 10_000,
+            documents_per_conversation: 100,
+            documents_per_user: 1_000,
+            stored_bytes_per_user: 2 * 1024 * 1024 * 1024,
+            open_streams_per_user: 16,
+        }
+    }
+}
+
+impl QuotasConfig {
+    fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("conversations_per_user", self.conversations_per_user),
+            ("documents_per_conversation", self.documents_per_conversation),
+            ("documents_per_user", self.documents_per_user),
+            ("stored_bytes_per_user", self.stored_bytes_per_user),
+            ("open_streams_per_user", self.open_streams_per_user as u64),
+        ];
+        match positive.iter().find(|(_, v)| *v == 0) {
+            Some((key, _)) => Err(format!("conversation.quotas.{key} must be positive")),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Uploaded documents and retrieval from them; see `docs/documents.md`.
@@ -40,6 +91,17 @@ pub struct DocumentsConfig {
     pub top_k: usize,
     /// Documents read (parsed, inflated, chunked) at once; the rest wait.
     pub max_concurrent_extractions: usize,
+    /// Most bytes inflating one document may produce: a zip's entries, a PDF's streams (each,
+    /// and the ones the text comes from together), and the text itself.
+    pub max_inflated_bytes: u64,
+    /// Address space of the process a document is read in (`RLIMIT_AS`), in bytes.
+    pub extract_memory: u64,
+    /// Time a document may take to read (also its reader's CPU time); then it is killed.
+    #[serde(with = "kit::config::duration")]
+    pub extract_timeout: Duration,
+    /// The program documents are read with (`<program> extract-document`): this server's own
+    /// binary, which is the default.
+    pub extract_program: Option<PathBuf>,
 }
 
 impl Default for DocumentsConfig {
@@ -51,9 +113,17 @@ impl Default for DocumentsConfig {
             embed_model: "all-minilm".into(),
             top_k: 4,
             max_concurrent_extractions: 2,
+            max_inflated_bytes: 50 * 1024 * 1024,
+            extract_memory: 512 * 1024 * 1024,
+            extract_timeout: Duration::from_secs(60),
+            extract_program: None,
         }
     }
 }
+
+/// Less address space than this and the reader cannot even start (its binary and libraries are
+/// mapped into it).
+const MIN_EXTRACT_MEMORY: u64 = 128 * 1024 * 1024;
 
 impl DocumentsConfig {
     fn validate(&self) -> Result<(), String> {
@@ -75,6 +145,18 @@ impl DocumentsConfig {
         if self.max_concurrent_extractions == 0 {
             return Err("conversation.documents.max_concurrent_extractions must be positive".into());
         }
+        if self.max_inflated_bytes < 1024 * 1024 {
+            return Err("conversation.documents.max_inflated_bytes must be at least 1 MiB".into());
+        }
+        if self.extract_memory < MIN_EXTRACT_MEMORY {
+            return Err(format!(
+                "conversation.documents.extract_memory must be at least {} MiB (the reader's own code needs it)",
+                MIN_EXTRACT_MEMORY >> 20
+            ));
+        }
+        if self.extract_timeout < Duration::from_secs(1) {
+            return Err("conversation.documents.extract_timeout must be at least 1s".into());
+        }
         Ok(())
     }
 }
@@ -87,6 +169,7 @@ impl Default for ConversationConfig {
             generate_titles: true,
             max_message_chars: 100_000,
             documents: DocumentsConfig::default(),
+            quotas: QuotasConfig::default(),
         }
     }
 }
@@ -102,6 +185,7 @@ impl ConversationConfig {
         if self.max_message_chars == 0 {
             return Err("conversation.max_message_chars must be positive".into());
         }
-        self.documents.validate()
+        self.documents.validate()?;
+        self.quotas.validate()
     }
 }

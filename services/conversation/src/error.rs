@@ -29,6 +29,14 @@ pub enum ConversationError {
     Document(#[from] ollamanet_documents::DocumentError),
     #[error("the document is being processed; wait for it to finish")]
     DocumentBusy,
+    /// A per-user quota (`[conversation.quotas]`) that keeping one more thing would pass: 409
+    /// with the quota's code.
+    #[error("{1}")]
+    Quota(&'static str, String),
+    #[error("you are following {0} replies at once already, the most allowed; close one first")]
+    TooManyStreams(usize),
+    #[error("the server is shutting down; retry shortly")]
+    ShuttingDown,
     #[error("the model could not answer: {0}")]
     Inference(String),
     #[error("the inference service is not reachable")]
@@ -63,6 +71,11 @@ impl ConversationError {
             ConversationError::FeedbackExists => Problem::conflict("feedback_exists", msg),
             ConversationError::Document(e) => document_problem(&e),
             ConversationError::DocumentBusy => Problem::conflict("document_busy", msg),
+            ConversationError::Quota(code, _) => Problem::conflict(code, msg),
+            ConversationError::TooManyStreams(_) => {
+                Problem::new(StatusCode::TOO_MANY_REQUESTS, "too_many_streams", msg).with_retry_after(1)
+            }
+            ConversationError::ShuttingDown => Problem::unavailable("shutting_down", msg),
             ConversationError::Inference(_) => Problem::new(StatusCode::BAD_GATEWAY, "inference_failed", msg),
             ConversationError::InferenceUnavailable => Problem::unavailable("inference_unavailable", msg),
             ConversationError::BadRequest(code, _) => Problem::bad_request(code, msg),
@@ -87,7 +100,9 @@ fn document_problem(e: &ollamanet_documents::DocumentError) -> Problem {
     let status = match e {
         E::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         E::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        E::Empty | E::Corrupt(_) | E::Suspicious(_) | E::NoText => StatusCode::UNPROCESSABLE_ENTITY,
+        E::Empty | E::Corrupt(_) | E::Suspicious(_) | E::TooComplex(_) | E::NoText => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
         E::InvalidDigest | E::Io(_) => {
             tracing::error!(error = %e, "document storage failed");
             return Problem::internal();

@@ -25,7 +25,7 @@ use kit::upstream::Upstream;
 use serde::Deserialize;
 use uuid::Uuid;
 
-pub use config::{ConversationConfig, DocumentsConfig};
+pub use config::{ConversationConfig, DocumentsConfig, QuotasConfig};
 pub use error::ConversationError;
 
 use crate::service::ConversationService;
@@ -63,7 +63,7 @@ pub async fn start(
         platform.cache.clone(),
         inference::Inference::new(inference),
         config.clone(),
-        service::Library::new(files, &config.documents),
+        service::Library::new(files, &config.documents, ctx.shutdown.clone())?,
     ));
 
     let bus = &platform.bus;

@@ -55,6 +55,38 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     if norm == 0.0 { 0.0 } else { dot / norm }
 }
 
+/// The best `k` of a stream of scored chunks, holding at most `2k` at any time: a conversation's
+/// vectors are ranked as the database sends them, never all loaded.
+pub struct TopK {
+    k: usize,
+    best: Vec<(ChunkKey, f32)>,
+}
+
+impl TopK {
+    pub fn new(k: usize) -> Self {
+        Self { k, best: Vec::with_capacity(2 * k) }
+    }
+
+    pub fn offer(&mut self, key: ChunkKey, score: f32) {
+        self.best.push((key, score));
+        if self.best.len() >= 2 * self.k.max(1) {
+            self.settle();
+        }
+    }
+
+    /// Best first, ties broken by key (a total order, so cutting at any point keeps the best).
+    fn settle(&mut self) {
+        self.best.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        self.best.truncate(self.k);
+    }
+
+    /// The keys, best first.
+    pub fn into_keys(mut self) -> Vec<ChunkKey> {
+        self.settle();
+        self.best.into_iter().map(|(key, _)| key).collect()
+    }
+}
+
 /// Fuses rankings (each best first) by reciprocal rank; the best `limit` with their scores, best
 /// first, ties broken by key so the order is stable.
 pub fn fuse(rankings: &[Vec<ChunkKey>], limit: usize) -> Vec<(ChunkKey, f64)> {
@@ -124,6 +156,25 @@ mod tests {
         assert!((cosine(&[1.0, 1.0], &[-1.0, -1.0]) + 1.0).abs() < 1e-6);
         assert_eq!(cosine(&[1.0], &[1.0, 2.0]), 0.0);
         assert_eq!(cosine(&[0.0, 0.0], &[1.0, 2.0]), 0.0);
+    }
+
+    #[test]
+    fn top_k_keeps_the_best_whatever_the_order() {
+        let d = Uuid::nil();
+        let scores: Vec<(ChunkKey, f32)> = (0..1000).map(|i| ((d, i), ((i * 7919) % 1000) as f32)).collect();
+        let mut want = scores.clone();
+        want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut top = TopK::new(5);
+        for (key, score) in scores {
+            top.offer(key, score);
+            assert!(top.best.len() < 10);
+        }
+        assert_eq!(top.into_keys(), want.iter().take(5).map(|w| w.0).collect::<Vec<_>>());
+        let mut ties = TopK::new(2);
+        for i in [3, 1, 2] {
+            ties.offer((d, i), 0.5);
+        }
+        assert_eq!(ties.into_keys(), [(d, 1), (d, 2)]);
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub async fn list(
     request_body = CreateConversation, responses(
     (status = 201, description = "Created.", body = Conversation),
     (status = 404, description = "`not_found`: no such folder of the caller's.", body = Problem, content_type = "application/problem+json"),
+    (status = 409, description = "`too_many_conversations`: the user's quota.", body = Problem,
+        content_type = "application/problem+json"),
     (status = 422, description = "`validation_failed` or `invalid_body`.", body = Problem, content_type = "application/problem+json"),
     BodyErrors, CredentialErrors,
 ))]
@@ -135,6 +137,8 @@ pub async fn export(
     params(ImportQuery), request_body = ConversationExport, responses(
     (status = 201, description = "Imported.", body = Conversation),
     (status = 404, description = "`not_found`: no such folder of the caller's.", body = Problem, content_type = "application/problem+json"),
+    (status = 409, description = "`too_many_conversations`: the user's quota.", body = Problem,
+        content_type = "application/problem+json"),
     (status = 422, description = "`validation_failed` (`unsupported` format, `unknown_parent`, `duplicate`, \
         `too_many`) or `invalid_body`.", body = Problem, content_type = "application/problem+json"),
     BodyErrors, CredentialErrors,

@@ -55,13 +55,17 @@ async fn read_field(field: &mut Field<'_>, max: u64) -> Result<Vec<u8>, Conversa
     (status = 400, description = "`invalid_multipart`.", body = Problem, content_type = "application/problem+json"),
     (status = 404, description = "`not_found`: no such conversation.", body = Problem,
         content_type = "application/problem+json"),
+    (status = 409, description = "`too_many_documents_in_conversation`, `too_many_documents`, \
+        `storage_quota_exceeded`: a quota of the user's.", body = Problem, content_type = "application/problem+json"),
     (status = 413, description = "`document_too_large`: over the upload limit, or more to inflate than allowed.",
         body = Problem, content_type = "application/problem+json"),
     (status = 415, description = "`unsupported_type`: not a PDF, DOCX, Markdown or text file.", body = Problem,
         content_type = "application/problem+json"),
-    (status = 422, description = "`empty_document`, `corrupt_document`, `suspicious_archive`, `no_text`, or \
-        `validation_failed` (`required`, `invalid_id`, `unknown_field`, `duplicate`).", body = Problem,
+    (status = 422, description = "`empty_document`, `corrupt_document`, `suspicious_archive`, \
+        `document_too_complex` (its reader ran out of memory or time), `no_text`, or `validation_failed` \
+        (`required`, `invalid_id`, `unknown_field`, `duplicate`).", body = Problem,
         content_type = "application/problem+json"),
+    (status = 503, description = "`shutting_down`.", body = Problem, content_type = "application/problem+json"),
     CredentialErrors,
 ))]
 pub async fn upload(

@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use kit::Problem;
 use kit::api::{BodyErrors, CredentialErrors};
 use kit::http::{Json, Path, Query};
@@ -22,7 +22,7 @@ use uuid::Uuid;
 use super::{AppState, Me};
 use crate::error::ConversationError;
 use crate::models::{Exchange, ListMessages, Message, Regenerate, ResumeQuery, SendMessage, Stopped};
-use crate::service::Reply;
+use crate::service::{Reply, StreamSlot};
 
 /// Server-sent events, kept alive through idle proxies and never buffered by them.
 fn sse(events: impl Stream<Item = Result<Event, Infallible>> + Send + 'static) -> Response {
@@ -31,12 +31,30 @@ fn sse(events: impl Stream<Item = Result<Event, Infallible>> + Send + 'static) -
     res
 }
 
-/// The reply as events, or (not streamed) as one body once it has ended.
-async fn answer(s: &AppState, me: &Me, reply: Reply, stream: bool) -> Result<Response, ConversationError> {
+/// `events`, holding `slot` until the stream ends or the client goes.
+fn held(
+    events: impl Stream<Item = Result<Event, Infallible>> + Send + 'static,
+    slot: StreamSlot,
+) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
+    events.map(move |event| {
+        let _held = &slot;
+        event
+    })
+}
+
+/// The reply as events, or (not streamed) as one body once it has ended; either holds `slot`.
+async fn answer(
+    s: &AppState,
+    me: &Me,
+    reply: Reply,
+    stream: bool,
+    slot: StreamSlot,
+) -> Result<Response, ConversationError> {
     if stream {
-        return Ok(sse(reply.generation.follow(0)));
+        return Ok(sse(held(reply.generation.follow(0), slot)));
     }
     reply.generation.finished().await;
+    drop(slot);
     let record = s.service.reply_record(me.id(), &reply.generation).await?;
     let message = reply.message.map(|m| Message::from_record(m, Vec::new()));
     Ok(Json(Exchange { message, reply: Message::from_record(record, Vec::new()) }).into_response())
@@ -75,6 +93,8 @@ pub async fn list(
     (status = 404, description = "`not_found` (the conversation, `parent_id` or `edit_of`).", body = Problem,
         content_type = "application/problem+json"),
     (status = 409, description = "`generation_in_progress`.", body = Problem, content_type = "application/problem+json"),
+    (status = 429, description = "`too_many_streams`: the user follows as many replies at once as allowed.",
+        body = Problem, content_type = "application/problem+json"),
     (status = 422, description = "`validation_failed` (`required`, `too_long`, `not_a_user_message`, `not_a_reply`, \
         `conflict`) or `invalid_body`.", body = Problem, content_type = "application/problem+json"),
     BodyErrors, CredentialErrors,
@@ -86,8 +106,9 @@ pub async fn send(
     Json(req): Json<SendMessage>,
 ) -> Result<Response, ConversationError> {
     let stream = req.stream.unwrap_or(true);
+    let slot = s.service.open_stream(me.id())?;
     let reply = s.service.send(me.id(), me.0.clone(), id, req).await?;
-    answer(&s, &me, reply, stream).await
+    answer(&s, &me, reply, stream, slot).await
 }
 
 /// Generate another reply to the message a reply answers (or to a user message), as a new
@@ -98,6 +119,8 @@ pub async fn send(
     (status = 200, description = "As for sending.", body = Exchange),
     (status = 404, description = "`not_found`.", body = Problem, content_type = "application/problem+json"),
     (status = 409, description = "`generation_in_progress`.", body = Problem, content_type = "application/problem+json"),
+    (status = 429, description = "`too_many_streams`: the user follows as many replies at once as allowed.",
+        body = Problem, content_type = "application/problem+json"),
     BodyErrors, CredentialErrors,
 ))]
 pub async fn regenerate(
@@ -107,8 +130,9 @@ pub async fn regenerate(
     Json(req): Json<Regenerate>,
 ) -> Result<Response, ConversationError> {
     let stream = req.stream.unwrap_or(true);
+    let slot = s.service.open_stream(me.id())?;
     let reply = s.service.regenerate(me.id(), me.0.clone(), id, message, req).await?;
-    answer(&s, &me, reply, stream).await
+    answer(&s, &me, reply, stream, slot).await
 }
 
 /// Stop the reply being generated; what it said so far is kept (status `stopped`).
@@ -132,6 +156,8 @@ pub async fn stop(State(s): State<AppState>, me: Me, Path(id): Path<Uuid>) -> Re
     (status = 400, description = "`invalid_event_id`.", body = Problem, content_type = "application/problem+json"),
     (status = 404, description = "`not_found`: no such conversation or reply.", body = Problem,
         content_type = "application/problem+json"),
+    (status = 429, description = "`too_many_streams`: the user follows as many replies at once as allowed.",
+        body = Problem, content_type = "application/problem+json"),
     CredentialErrors,
 ))]
 pub async fn resume(
@@ -143,5 +169,6 @@ pub async fn resume(
 ) -> Result<Response, ConversationError> {
     let header = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     let last = header.or(q.last_event_id.as_deref());
-    Ok(sse(s.service.resume(me.id(), id, last).await?))
+    let slot = s.service.open_stream(me.id())?;
+    Ok(sse(held(s.service.resume(me.id(), id, last).await?, slot)))
 }

@@ -35,6 +35,18 @@ fn system_prompt(value: Option<&str>) -> Result<Option<String>, ConversationErro
 }
 
 impl ConversationService {
+    /// Refuses a new conversation past the user's quota.
+    async fn check_conversation_quota(&self, owner: Uuid) -> Result<(), ConversationError> {
+        let most = self.config.quotas.conversations_per_user;
+        if self.store.count_conversations(owner).await? >= most {
+            return Err(ConversationError::Quota(
+                "too_many_conversations",
+                format!("you may keep {most} conversations; delete one first"),
+            ));
+        }
+        Ok(())
+    }
+
     pub async fn create_conversation(
         &self,
         owner: Uuid,
@@ -47,6 +59,7 @@ impl ConversationService {
             Some(id) => self.store.folder(owner, id).await?.id,
             None => self.store.root_folder(owner).await?.id,
         };
+        self.check_conversation_quota(owner).await?;
         let now = Timestamp::now();
         let record = ConversationRecord {
             id: Uuid::now_v7(),
@@ -217,6 +230,7 @@ impl ConversationService {
             Some(id) => self.store.folder(owner, id).await?.id,
             None => self.store.root_folder(owner).await?.id,
         };
+        self.check_conversation_quota(owner).await?;
         let conversation_id = Uuid::now_v7();
         // Fresh ids, and parents before children; a message whose parent is not in the file (or
         // comes after it) makes the file invalid.

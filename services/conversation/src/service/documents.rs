@@ -7,9 +7,11 @@ use std::sync::Arc;
 
 use kit::Timestamp;
 use kit::api::{Page, PageQuery};
+use ollamanet_documents::isolated::{self, Isolation};
 use ollamanet_documents::{self as documents, DocumentError, Extracted, Kind, Limits};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, Semaphore};
+use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -133,21 +135,61 @@ pub struct Upload {
 pub struct Library {
     files: documents::Store,
     limits: Limits,
-    /// Bounds the blocking work (parsing, inflating, chunking) running at once.
+    /// Documents are read in a child process under these bounds.
+    isolation: Isolation,
+    /// Bounds the readers and the blocking work (file I/O, chunking) running at once.
     reading: Semaphore,
     /// Storing a file and recording it, and deleting a record and then its file, happen one at a
     /// time, so a file two documents share is never removed under a new upload of the same bytes.
     /// (Across instances the window stays open: see the documentation.)
     files_lock: Mutex<()>,
+    /// Readers still running at shutdown are killed.
+    shutdown: CancellationToken,
 }
 
 impl Library {
-    pub fn new(files: documents::Store, config: &DocumentsConfig) -> Self {
-        Self {
+    pub fn new(
+        files: documents::Store,
+        config: &DocumentsConfig,
+        shutdown: CancellationToken,
+    ) -> Result<Self, ConversationError> {
+        let program = match &config.extract_program {
+            Some(program) => program.clone(),
+            None => std::env::current_exe().map_err(|e| {
+                ConversationError::Config(format!(
+                    "cannot tell this program's path for conversation.documents.extract_program: {e}"
+                ))
+            })?,
+        };
+        Ok(Self {
             files,
-            limits: Limits::default(),
+            limits: Limits { max_uncompressed_bytes: config.max_inflated_bytes, ..Limits::default() },
+            isolation: Isolation {
+                program,
+                memory_bytes: config.extract_memory,
+                timeout: config.extract_timeout,
+            },
             reading: Semaphore::new(config.max_concurrent_extractions),
             files_lock: Mutex::new(()),
+            shutdown,
+        })
+    }
+
+    /// Reads a document (its kind, unless known, and its text) in a child process, a bounded
+    /// number at a time; abandoned (the child killed) at shutdown.
+    async fn read(
+        &self,
+        kind: Option<Kind>,
+        markdown_name: bool,
+        bytes: &[u8],
+    ) -> Result<(Kind, Extracted), ConversationError> {
+        let read = async {
+            let _permit = self.reading.acquire().await.map_err(|_| ConversationError::ShuttingDown)?;
+            Ok(isolated::extract(&self.isolation, kind, markdown_name, bytes, &self.limits).await?)
+        };
+        tokio::select! {
+            read = read => read,
+            _ = self.shutdown.cancelled() => Err(ConversationError::ShuttingDown),
         }
     }
 
@@ -206,19 +248,14 @@ impl ConversationService {
         if upload.bytes.len() as u64 > max {
             return Err(upload_too_large(max));
         }
+        let size = upload.bytes.len() as u64;
+        // Checked before the work of reading, and again where the document is recorded.
+        self.check_document_quotas(owner, upload.conversation_id, size).await?;
         let name = documents::safe_display_name(upload.file_name.as_deref().unwrap_or_default());
-        let hint = upload.file_name;
+        let markdown_name = upload.file_name.as_deref().is_some_and(documents::is_markdown_name);
         let bytes = upload.bytes;
-        let limits = self.library.limits.clone();
         // Read in full before anything is stored: a document that cannot be read is refused now.
-        let (kind, extracted, bytes) = self
-            .library
-            .blocking(move || {
-                let kind = documents::sniff(&bytes, hint.as_deref())?;
-                let extracted = documents::extract(kind, &bytes, &limits)?;
-                Ok((kind, extracted, bytes))
-            })
-            .await?;
+        let (kind, extracted) = self.library.read(None, markdown_name, &bytes).await?;
         let now = Timestamp::now();
         let mut record = DocumentRecord {
             id: Uuid::now_v7(),
@@ -239,6 +276,7 @@ impl ConversationService {
         };
         {
             let _files = self.library.files_lock.lock().await;
+            self.check_document_quotas(owner, record.conversation_id, size).await?;
             let files = self.library.files.clone();
             let stored = self.library.blocking(move || files.put(&bytes)).await?;
             record.sha256 = stored.sha256;
@@ -249,6 +287,34 @@ impl ConversationService {
         }
         self.spawn_processing(caller, record.clone(), Some(extracted));
         Ok(record.into())
+    }
+
+    /// Refuses a document of `size` bytes that would pass one of the owner's document quotas.
+    async fn check_document_quotas(&self, owner: Uuid, conversation: Uuid, size: u64) -> Result<(), ConversationError> {
+        let quotas = &self.config.quotas;
+        let held = self.store.documents_held(owner, conversation).await?;
+        if held.in_conversation >= quotas.documents_per_conversation {
+            return Err(ConversationError::Quota(
+                "too_many_documents_in_conversation",
+                format!("a conversation may hold {} documents; delete one first", quotas.documents_per_conversation),
+            ));
+        }
+        if held.documents >= quotas.documents_per_user {
+            return Err(ConversationError::Quota(
+                "too_many_documents",
+                format!("you may keep {} documents; delete one first", quotas.documents_per_user),
+            ));
+        }
+        if held.bytes.saturating_add(size) > quotas.stored_bytes_per_user {
+            return Err(ConversationError::Quota(
+                "storage_quota_exceeded",
+                format!(
+                    "your documents would take more than your {} MiB of storage; delete some first",
+                    quotas.stored_bytes_per_user >> 20
+                ),
+            ));
+        }
+        Ok(())
     }
 
     pub async fn document(&self, owner: Uuid, id: Uuid) -> Result<Document, ConversationError> {
@@ -388,15 +454,13 @@ impl ConversationService {
         let by_vector = match self.runner.inference.embed(caller, model, vec![question.to_owned()]).await {
             Ok(mut vectors) => {
                 let query = vectors.pop().unwrap_or_default();
-                let mut scored: Vec<_> = self
-                    .store
-                    .chunk_embeddings(owner, conversation)
-                    .await?
-                    .into_iter()
-                    .map(|(key, bytes)| (key, rag::cosine(&query, &decode_embedding(&bytes))))
-                    .collect();
-                scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-                scored.into_iter().take(CANDIDATES).map(|(key, _)| key).collect()
+                let mut top = rag::TopK::new(CANDIDATES);
+                self.store
+                    .visit_chunk_embeddings(owner, conversation, |key, bytes| {
+                        top.offer(key, rag::cosine(&query, &decode_embedding(bytes)));
+                    })
+                    .await?;
+                top.into_keys()
             }
             Err(e) => {
                 tracing::warn!(error = %e, "no embedding for the question; ranking by full text only");
@@ -445,15 +509,22 @@ impl ConversationService {
             Some(e) => e,
             None => {
                 let kind: Kind = record.kind.parse()?;
-                let (files, limits, sha) = (self.library.files.clone(), self.library.limits.clone(), record.sha256);
-                self.library
+                let (files, sha) = (self.library.files.clone(), record.sha256);
+                let bytes = self
+                    .library
                     .blocking(move || {
-                        let bytes = files.get(&sha)?.ok_or_else(|| {
+                        files.get(&sha)?.ok_or_else(|| {
                             DocumentError::Io(std::io::Error::new(std::io::ErrorKind::NotFound, "the file is missing"))
-                        })?;
-                        documents::extract(kind, &bytes, &limits)
+                        })
                     })
-                    .await?
+                    .await?;
+                match self.library.read(Some(kind), false, &bytes).await {
+                    Ok((_, extracted)) => extracted,
+                    Err(ConversationError::Document(e)) => return Err(e.into()),
+                    Err(e) => {
+                        return Err(ProcessingError { code: "processing_interrupted", message: e.to_string() });
+                    }
+                }
             }
         };
         let (size, overlap) = (self.config.documents.chunk_size, self.config.documents.chunk_overlap);

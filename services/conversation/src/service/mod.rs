@@ -6,6 +6,7 @@ mod chat;
 mod conversations;
 mod documents;
 mod folders;
+mod streams;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use crate::inference::Inference;
 use crate::store::{ConversationRecord, MessageRecord, Store};
 
 pub use chat::{Reply, STOP_EVENT, StopGeneration};
+pub use streams::StreamSlot;
 pub use documents::{Document, Library, ListDocuments, SearchDocuments, SearchResults, Upload, upload_too_large};
 
 /// How long a conversation's settings stay cached (in a shared cache; a private one would go
@@ -37,6 +39,8 @@ pub struct ConversationService {
     mirrors: Arc<Mirrors>,
     runner: Arc<Runner>,
     library: Library,
+    /// The replies each user follows right now.
+    streams: Arc<streams::OpenStreams>,
 }
 
 impl ConversationService {
@@ -49,7 +53,7 @@ impl ConversationService {
             jobs: jobs.clone(),
             persist_interval: config.persist_interval,
         });
-        Self { store, cache, config, jobs, mirrors: Arc::default(), runner, library }
+        Self { store, cache, config, jobs, mirrors: Arc::default(), runner, library, streams: Arc::default() }
     }
 
     pub fn jobs(&self) -> &Arc<Jobs> {

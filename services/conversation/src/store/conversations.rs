@@ -68,6 +68,17 @@ impl Store {
         Ok(())
     }
 
+    /// How many conversations the user has.
+    pub async fn count_conversations(&self, owner: Uuid) -> Result<u64, ConversationError> {
+        let n: i64 = with_db!(&self.db, |pool| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM conversations WHERE owner_id = $1"
+        )
+        .bind(owner)
+        .fetch_one(pool)
+        .await?);
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     pub async fn conversation(&self, owner: Uuid, id: Uuid) -> Result<ConversationRecord, ConversationError> {
         let sql = select_conversations!("c.id = $1 AND c.owner_id = $2");
         self.owned(sql, id, owner, "conversation").await

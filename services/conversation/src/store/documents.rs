@@ -89,6 +89,17 @@ pub struct Citation {
     pub score: f64,
 }
 
+/// What a user holds in documents, for the quotas.
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub struct DocumentsHeld {
+    /// Documents of the conversation the count was asked for.
+    pub in_conversation: u64,
+    /// Documents of the user in all.
+    pub documents: u64,
+    /// Bytes of all the user's documents.
+    pub bytes: u64,
+}
+
 /// A chunk's key: its document and index.
 pub type ChunkKey = (Uuid, i64);
 
@@ -129,6 +140,21 @@ impl Store {
             .await?;
         });
         Ok(())
+    }
+
+    /// The owner's documents: in `conversation`, in all, and their bytes.
+    pub async fn documents_held(&self, owner: Uuid, conversation: Uuid) -> Result<DocumentsHeld, ConversationError> {
+        let (in_conversation, documents, bytes): (i64, i64, i64) = with_db!(&self.db, |pool| sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM documents WHERE owner_id = $1 AND conversation_id = $2), \
+             (SELECT COUNT(*) FROM documents WHERE owner_id = $1), \
+             (SELECT CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT) FROM documents WHERE owner_id = $1)"
+        )
+        .bind(owner)
+        .bind(conversation)
+        .fetch_one(pool)
+        .await?);
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        Ok(DocumentsHeld { in_conversation: count(in_conversation), documents: count(documents), bytes: count(bytes) })
     }
 
     pub async fn document(&self, owner: Uuid, id: Uuid) -> Result<DocumentRecord, ConversationError> {
@@ -380,22 +406,24 @@ impl Store {
         Ok(rows)
     }
 
-    /// Every chunk embedding of the conversation, for exact similarity in process.
-    pub async fn chunk_embeddings(
+    /// Hands every chunk embedding of the conversation to `visit`, one row at a time as the
+    /// database sends them: never all of them in memory at once.
+    pub async fn visit_chunk_embeddings(
         &self,
         owner: Uuid,
         conversation: Uuid,
-    ) -> Result<Vec<(ChunkKey, Vec<u8>)>, ConversationError> {
-        let rows: Vec<(Uuid, i64, Vec<u8>)> = with_db!(&self.db, |pool| {
-            sqlx::query_as(
-            "SELECT document_id, chunk_index, embedding FROM document_chunks WHERE conversation_id = $1 AND owner_id = $2"
-        )
-        .bind(conversation)
-        .bind(owner)
-        .fetch_all(pool)
-        .await?
+        mut visit: impl FnMut(ChunkKey, &[u8]),
+    ) -> Result<(), ConversationError> {
+        use futures::TryStreamExt;
+        const SQL: &str = "SELECT document_id, chunk_index, embedding FROM document_chunks \
+                           WHERE conversation_id = $1 AND owner_id = $2";
+        with_db!(&self.db, |pool| {
+            let mut rows = sqlx::query_as::<_, (Uuid, i64, Vec<u8>)>(SQL).bind(conversation).bind(owner).fetch(pool);
+            while let Some((document, index, embedding)) = rows.try_next().await? {
+                visit((document, index), &embedding);
+            }
         });
-        Ok(rows.into_iter().map(|(d, i, e)| ((d, i), e)).collect())
+        Ok(())
     }
 
     /// The chunks with these keys, with their documents' names (in no particular order).
