@@ -326,7 +326,7 @@ impl App {
         self.shutdown.cancel();
         let goodbyes = futures::future::join_all(self.announcers);
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), goodbyes).await;
-        self.platform.bus.close().await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.platform.bus.close()).await;
         drop(self.handles);
     }
 }

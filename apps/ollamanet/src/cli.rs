@@ -47,6 +47,10 @@ pub enum Command {
     /// Check the configuration `serve` would run with for what makes a deployment unsafe; exits
     /// with 1 when anything is.
     Doctor(DoctorArgs),
+    /// Read one document for the conversation service, confined (the service runs it; see
+    /// `ollamanet_documents::isolated`).
+    #[command(name = "extract-document", hide = true)]
+    ExtractDocument(ExtractDocumentArgs),
 }
 
 #[derive(Debug, Args)]
@@ -59,6 +63,13 @@ pub struct DoctorArgs {
     pub listen: Option<String>,
     #[command(flatten)]
     pub common: Common,
+}
+
+#[derive(Debug, Args)]
+pub struct ExtractDocumentArgs {
+    /// What the service asks for, as `ollamanet_documents::isolated::extract` writes it.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -133,6 +144,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let overrides = Overrides { listen: args.listen.clone(), data_dir: args.common.data_dir.clone() };
             let mut config = config::load(cli.config.as_deref(), &overrides)?;
             kit::telemetry::init_logging(config.infra.log.format, &config.infra.log.level);
+            config.server.validate().map_err(anyhow::Error::msg)?;
             let services = if args.only.is_empty() { Service::ALL.to_vec() } else { args.only };
             let listener =
                 TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
@@ -150,10 +162,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(services = %names.join(","), "OllamaNet listening on http://{addr}");
             // A machine-readable line for scripts and tests that start the binary on port 0.
             println!("listening on {addr}");
-            let opts = kit::server::ServeOptions {
-                header_read_timeout: config.gateway.header_read_timeout,
-                ..Default::default()
-            };
+            let opts = kit::server::ServeOptions::new(&config.server, config.gateway.header_read_timeout);
             app.serve(listener, opts).await;
             Ok(())
         }
@@ -201,6 +210,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        // `main` runs it before there is a runtime.
+        Command::ExtractDocument(_) => bail!("extract-document is run by the server itself"),
         Command::Routes(RoutesCommand::Print(common)) => {
             let config =
                 config::load(cli.config.as_deref(), &Overrides { data_dir: common.data_dir, ..Default::default() })?;

@@ -31,6 +31,8 @@ pub struct AppConfig {
     pub infra: InfraConfig,
     /// Where services that do not run in this process are reached: `auth = ["http://10.0.0.2:8081"]`.
     pub upstreams: BTreeMap<String, Urls>,
+    /// How connections are served and shut down.
+    pub server: kit::server::ServerConfig,
     pub auth: AuthConfig,
     pub gateway: GatewayConfig,
     pub inference: InferenceConfig,
@@ -46,6 +48,7 @@ impl Default for AppConfig {
             advertise_url: None,
             infra: InfraConfig::default(),
             upstreams: BTreeMap::new(),
+            server: kit::server::ServerConfig::default(),
             auth: AuthConfig::default(),
             gateway: GatewayConfig::default(),
             inference: InferenceConfig::default(),

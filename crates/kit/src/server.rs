@@ -1,6 +1,6 @@
-//! The HTTP server loop: HTTP/1.1 and HTTP/2, a header-read timeout against slow clients, the
-//! peer address for rate limiting, and graceful shutdown that lets in-flight requests (and
-//! streams) finish for a bounded time.
+//! The HTTP server loop: HTTP/1.1 and HTTP/2, a header-read timeout against slow clients, idle
+//! connections closed, the peer address for rate limiting, and graceful shutdown that lets
+//! in-flight requests (and streams) finish for a bounded time.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::ops::DerefMut;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -16,23 +18,82 @@ use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 
 mod event_stream;
 
+/// How a process serves its connections (`[server]` in the configuration file).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// After a shutdown signal, how long requests under way (replies streaming, uploads being
+    /// read) get to finish; then the connections still open are dropped and the process exits.
+    #[serde(with = "crate::config::duration")]
+    pub shutdown_grace: Duration,
+    /// An HTTP/2 connection with no request under way for this long is closed. (HTTP/1.1: a
+    /// connection waiting for its next request is closed after `gateway.header_read_timeout`.)
+    #[serde(with = "crate::config::duration")]
+    pub idle_timeout: Duration,
+    /// HTTP/2 pings a silent peer this often, and drops it when a ping goes unanswered as long.
+    #[serde(with = "crate::config::duration")]
+    pub keep_alive_interval: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            shutdown_grace: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(120),
+            keep_alive_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        for (key, value) in [
+            ("shutdown_grace", self.shutdown_grace),
+            ("idle_timeout", self.idle_timeout),
+            ("keep_alive_interval", self.keep_alive_interval),
+        ] {
+            if value.is_zero() {
+                return Err(format!("server.{key} must be positive"));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// A client must send its complete request head within this time.
+    /// A client must send its complete request head within this time (which also ends an
+    /// HTTP/1.1 connection idle between requests: hyper starts the clock when it waits for a head).
     pub header_read_timeout: Duration,
     /// After shutdown starts, open connections get this long to finish.
     pub drain_timeout: Duration,
+    /// An HTTP/2 connection without a request under way is closed after this long.
+    pub idle_timeout: Duration,
+    /// HTTP/2 keep-alive pings, and how long one may go unanswered.
+    pub keep_alive_interval: Duration,
+}
+
+impl ServeOptions {
+    pub fn new(config: &ServerConfig, header_read_timeout: Duration) -> Self {
+        Self {
+            header_read_timeout,
+            drain_timeout: config.shutdown_grace,
+            idle_timeout: config.idle_timeout,
+            keep_alive_interval: config.keep_alive_interval,
+        }
+    }
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        Self { header_read_timeout: Duration::from_secs(10), drain_timeout: Duration::from_secs(20) }
+        Self::new(&ServerConfig::default(), Duration::from_secs(10))
     }
 }
 
@@ -61,7 +122,10 @@ where
     let mut h1 = http1::Builder::new();
     h1.timer(TokioTimer::new()).header_read_timeout(opts.header_read_timeout).max_buf_size(64 * 1024);
     let mut h2 = http2::Builder::new(TokioExecutor::new());
-    h2.timer(TokioTimer::new()).max_concurrent_streams(256);
+    h2.timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(opts.keep_alive_interval))
+        .keep_alive_timeout(opts.keep_alive_interval);
     let builders = Arc::new((h1, h2));
     // Shutdown is sent to every connection task through this; each holds a receiver until its
     // connection has ended, so the sender sees when all have drained.
@@ -85,7 +149,7 @@ where
         // Subscribed here, not in the task: a shutdown sent before the task starts is still seen.
         let mut drained = drain.subscribe();
         let builders = builders.clone();
-        let header_read_timeout = opts.header_read_timeout;
+        let (header_read_timeout, idle_timeout) = (opts.header_read_timeout, opts.idle_timeout);
         tokio::spawn(async move {
             // The request head's time limit covers the bytes that tell the protocol.
             let is_h2 = tokio::select! {
@@ -109,19 +173,34 @@ where
                     Err(_) => return,
                 }
             }
-            let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-                let mut req = req.map(Body::new);
-                req.extensions_mut().insert(ConnectInfo(peer));
-                app.clone().oneshot(req)
-            });
             let (h1, h2) = &*builders;
             let result = if is_h2 {
+                // Requests under way on this connection, for its idle timeout.
+                let activity = Arc::new(Activity::default());
+                let tracked = activity.clone();
+                let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                    let mut req = req.map(Body::new);
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    let under_way = UnderWay::start(&tracked);
+                    let response = app.clone().oneshot(req);
+                    async move {
+                        let response = response.await?;
+                        // The request is under way until its body has been sent (a stream of
+                        // events is a request under way).
+                        Ok::<_, Infallible>(response.map(|body| Body::new(Tracked { body, _under_way: under_way })))
+                    }
+                });
                 // Boxed, so that HTTP/1 connections do not carry its size.
                 let conn = Box::pin(h2.serve_connection(TokioIo::new(stream), service));
-                until_drained(conn, |c| c.graceful_shutdown(), drained).await
+                until_drained(conn, |c| c.graceful_shutdown(), drained, activity.idle_for(idle_timeout)).await
             } else {
+                let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                    let mut req = req.map(Body::new);
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    app.clone().oneshot(req)
+                });
                 let conn = std::pin::pin!(h1.serve_connection(TokioIo::new(stream), service).with_upgrades());
-                until_drained(conn, |c| c.graceful_shutdown(), drained).await
+                until_drained(conn, |c| c.graceful_shutdown(), drained, std::future::pending()).await
             };
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -137,9 +216,15 @@ where
     }
 }
 
-/// Drives a connection to its end; when `drained` says the server is shutting down, asks it to
-/// finish what it is doing (`stop`: hyper's `graceful_shutdown`) and waits for that.
-async fn until_drained<C, P>(mut conn: Pin<P>, stop: fn(Pin<&mut C>), mut drained: watch::Receiver<()>) -> C::Output
+/// Drives a connection to its end; when `drained` says the server is shutting down, or `idle`
+/// ends, asks it to finish what it is doing (`stop`: hyper's `graceful_shutdown`) and waits for
+/// that.
+async fn until_drained<C, P>(
+    mut conn: Pin<P>,
+    stop: fn(Pin<&mut C>),
+    mut drained: watch::Receiver<()>,
+    idle: impl Future<Output = ()>,
+) -> C::Output
 where
     P: DerefMut<Target = C>,
     C: Future,
@@ -147,8 +232,78 @@ where
     tokio::select! {
         ended = conn.as_mut() => return ended,
         _ = drained.changed() => stop(conn.as_mut()),
+        () = idle => stop(conn.as_mut()),
     }
     conn.await
+}
+
+/// The requests under way on one connection.
+#[derive(Default)]
+struct Activity {
+    under_way: AtomicUsize,
+    changed: Notify,
+}
+
+impl Activity {
+    /// Ends once no request has been under way for `timeout`.
+    async fn idle_for(&self, timeout: Duration) {
+        loop {
+            // Made before the count is read, so that a change after the read still wakes it.
+            let changed = self.changed.notified();
+            if self.under_way.load(Ordering::Acquire) == 0 {
+                tokio::select! {
+                    () = tokio::time::sleep(timeout) => return,
+                    () = changed => {}
+                }
+            } else {
+                changed.await;
+            }
+        }
+    }
+}
+
+/// One request under way, from its head until its response body has been sent or dropped.
+struct UnderWay(Arc<Activity>);
+
+impl UnderWay {
+    fn start(activity: &Arc<Activity>) -> Self {
+        activity.under_way.fetch_add(1, Ordering::AcqRel);
+        activity.changed.notify_waiters();
+        Self(activity.clone())
+    }
+}
+
+impl Drop for UnderWay {
+    fn drop(&mut self) {
+        self.0.under_way.fetch_sub(1, Ordering::AcqRel);
+        self.0.changed.notify_waiters();
+    }
+}
+
+/// A response body that keeps its request counted as under way.
+struct Tracked {
+    body: Body,
+    _under_way: UnderWay,
+}
+
+impl http_body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Whether the connection opens with the HTTP/2 preface, by peeking (the bytes stay for hyper).

@@ -61,6 +61,9 @@ pub fn base_config(infra: &TestInfra) -> AppConfig {
     config.infra.ops_token = Some(OPS_TOKEN.into());
     config.auth.refresh_cookie_secure = false;
     config.web.secure_cookies = false;
+    // Documents are read by `ollamanet extract-document`; in process the program running is this
+    // test binary, which has no such command.
+    config.conversation.documents.extract_program = Some(env!("CARGO_BIN_EXE_ollamanet").into());
     config.gateway.rate_limits.anonymous.per_minute = 100_000;
     config.gateway.rate_limits.anonymous.burst = 10_000;
     config.gateway.rate_limits.authenticated.per_minute = 100_000;
