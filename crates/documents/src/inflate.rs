@@ -2,6 +2,18 @@
 //! than a fixed number of bytes is ever produced or held.
 
 use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set once a capped read could not grow its buffer: the process ran into its memory bound
+/// (`RLIMIT_AS`, [`crate::isolated`]) before the cap. Such a read stops as if over its cap; the
+/// process (which reads one document) then answers that the document needs more memory than it
+/// may have, whatever error the reading ended in.
+static MEMORY_RAN_OUT: AtomicBool = AtomicBool::new(false);
+
+/// Whether a capped read in this process ran out of memory.
+pub(crate) fn memory_ran_out() -> bool {
+    MEMORY_RAN_OUT.load(Ordering::Relaxed)
+}
 
 /// What a capped read produced.
 pub(crate) struct Capped {
@@ -17,7 +29,12 @@ pub(crate) struct Capped {
 pub(crate) fn read_capped(reader: impl Read, cap: u64) -> Capped {
     let mut data = Vec::new();
     let error = reader.take(cap.saturating_add(1)).read_to_end(&mut data).err();
-    let over = data.len() as u64 > cap;
+    // `read_to_end` reports an allocation that failed instead of aborting.
+    let exhausted = error.as_ref().is_some_and(|e| e.kind() == io::ErrorKind::OutOfMemory);
+    if exhausted {
+        MEMORY_RAN_OUT.store(true, Ordering::Relaxed);
+    }
+    let over = exhausted || data.len() as u64 > cap;
     if over {
         data.truncate(usize::try_from(cap).unwrap_or(usize::MAX));
     }

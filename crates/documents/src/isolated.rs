@@ -28,6 +28,7 @@ use std::path::PathBuf;
 use std::process::{ExitCode, ExitStatus, Stdio};
 use std::time::Duration;
 
+use rustix::process::Signal;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
@@ -180,7 +181,7 @@ async fn drain(from: Option<impl AsyncRead + Unpin>, keep: usize) -> Vec<u8> {
 fn died(status: ExitStatus, isolation: &Isolation) -> String {
     let mib = isolation.memory_bytes >> 20;
     match status.signal() {
-        Some(signal) if signal == libc_signal::XCPU || signal == libc_signal::KILL => {
+        Some(signal) if signal == Signal::XCPU.as_raw() || signal == Signal::KILL.as_raw() => {
             format!("reading it used more than the {} s of processing time allowed", isolation.timeout.as_secs_f32())
         }
         Some(_) => format!("reading it needed more than the {mib} MiB of memory allowed, or crashed the reader"),
@@ -188,11 +189,6 @@ fn died(status: ExitStatus, isolation: &Isolation) -> String {
     }
 }
 
-/// The signal numbers [`died`] tells apart.
-mod libc_signal {
-    pub const KILL: i32 = rustix::process::Signal::KILL.as_raw();
-    pub const XCPU: i32 = rustix::process::Signal::XCPU.as_raw();
-}
 
 /// What [`extract`] asks of a child, from its arguments.
 #[derive(Debug, PartialEq, Eq)]
@@ -257,7 +253,15 @@ pub fn run_child(args: &[String]) -> ExitCode {
         eprintln!("{SUBCOMMAND}: reading the document: {e}");
         return ExitCode::from(4);
     }
-    let answer = match read(&request, &bytes) {
+    let read = read(&request, &bytes);
+    let answer = match read {
+        _ if crate::inflate::memory_ran_out() => {
+            let e = DocumentError::TooComplex(format!(
+                "reading it needed more than the {} MiB of memory allowed",
+                request.memory_bytes >> 20
+            ));
+            Answer::Refused { code: e.code().to_owned(), detail: e.detail() }
+        }
         Ok((kind, extracted)) => Answer::Read { kind: kind.as_str().to_owned(), pages: extracted.pages },
         Err(e) => Answer::Refused { code: e.code().to_owned(), detail: e.detail() },
     };
@@ -286,7 +290,7 @@ fn read(request: &ChildArgs, bytes: &[u8]) -> Result<(Kind, Extracted), Document
 
 /// The limits the child sets on itself; see the module documentation.
 fn confine(memory_bytes: u64, cpu_seconds: u64) -> io::Result<()> {
-    use rustix::process::{Resource, Rlimit, Signal, set_parent_process_death_signal, setrlimit};
+    use rustix::process::{Resource, Rlimit, set_parent_process_death_signal, setrlimit};
     set_parent_process_death_signal(Some(Signal::KILL))?;
     let limit = |current: u64, maximum: u64| Rlimit { current: Some(current), maximum: Some(maximum) };
     setrlimit(Resource::Core, limit(0, 0))?;

@@ -108,8 +108,9 @@ fn docx(paragraphs: &[&str]) -> Vec<u8> {
 }
 
 /// A raw deflate stream of `n` zero bytes, as small as fixed Huffman codes make it: a literal 0,
-/// then copies of 258 bytes at distance 1 (13 bits each).
-fn deflated_zeros(n: usize) -> Vec<u8> {
+/// then copies of 258 bytes at distance 1 (13 bits each, 158:1). `padded`: a literal after
+/// each copy, so that it inflates at 98:1, under the ratio a reader refuses.
+fn deflated_zeros(n: usize, padded: bool) -> Vec<u8> {
     struct Bits {
         out: Vec<u8>,
         acc: u32,
@@ -138,10 +139,14 @@ fn deflated_zeros(n: usize) -> Vec<u8> {
     w.lsb(1, 2); // fixed Huffman codes
     w.code(0x30, 8); // literal 0
     let mut left = n - 1;
-    while left >= 258 {
+    while left >= 259 {
         w.code(0xC5, 8); // length 258 (symbol 285)
         w.code(0, 5); // distance 1
         left -= 258;
+        if padded {
+            w.code(0x30, 8);
+            left -= 1;
+        }
     }
     for _ in 0..left {
         w.code(0x30, 8);
@@ -154,11 +159,46 @@ fn deflated_zeros(n: usize) -> Vec<u8> {
 }
 
 /// A DOCX whose document part inflates to `n` zeros; `declared`: the size its headers claim
-/// (a bomb that lies about itself when not `n`).
-fn docx_bomb(n: usize, declared: u32) -> Vec<u8> {
-    let data = deflated_zeros(n);
-    let bomb = Entry { name: "word/document.xml".into(), method: 8, crc: crc32(&vec![0; n]), size: declared, data };
+/// (a bomb that lies about itself when not `n`); `padded` as for [`deflated_zeros`]. Its
+/// checksum is left 0: no reader gets to the end of it.
+fn docx_bomb(n: usize, declared: u32, padded: bool) -> Vec<u8> {
+    let data = deflated_zeros(n, padded);
+    let bomb = Entry { name: "word/document.xml".into(), method: 8, crc: 0, size: declared, data };
     zip(&[Entry::stored("[Content_Types].xml", CONTENT_TYPES.as_bytes()), bomb])
+}
+
+/// `n` zero bytes as a zlib stream (a header before [`deflated_zeros`]; its checksum is never
+/// reached), deflated once more: a few kilobytes that inflate to `n` bytes in two steps.
+fn zeros_deflated_twice(n: usize) -> Vec<u8> {
+    use std::io::Write;
+    let mut inner = vec![0x78, 0x01];
+    inner.extend_from_slice(&deflated_zeros(n, false));
+    let mut outer = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    outer.write_all(&inner).unwrap();
+    outer.finish().unwrap()
+}
+
+/// A PDF of one page of text whose font is kept in an object stream (`/Type /ObjStm`) with the
+/// filter chain `[/FlateDecode /FlateDecode]` and the data `data`.
+fn pdf_with_object_stream(data: &[u8]) -> Vec<u8> {
+    let content = "BT /F1 10 Tf 40 760 Td (Hello.) Tj ET";
+    pdf_of(&[
+        "<< /Type /Catalog /Pages 2 0 R >>".as_bytes().to_vec(),
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 6 0 R >> >> /Contents 4 0 R >>"
+            .to_vec(),
+        format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len()).into_bytes(),
+        [
+            format!(
+                "<< /Type /ObjStm /N 1 /First 4 /Filter [/FlateDecode /FlateDecode] /Length {} >>\nstream\n",
+                data.len()
+            )
+            .as_bytes(),
+            data,
+            b"\nendstream",
+        ]
+        .concat(),
+    ])
 }
 
 /// A PDF with one page per entry, each line of text written down the page in Helvetica.
@@ -166,28 +206,36 @@ fn pdf(pages: &[&[&str]]) -> Vec<u8> {
     let n = pages.len();
     let kids: Vec<String> = (0..n).map(|i| format!("{} 0 R", 4 + 2 * i)).collect();
     let mut objects = vec![
-        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
-        format!("<< /Type /Pages /Kids [{}] /Count {n} >>", kids.join(" ")),
-        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_owned(),
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        format!("<< /Type /Pages /Kids [{}] /Count {n} >>", kids.join(" ")).into_bytes(),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_vec(),
     ];
     for (i, lines) in pages.iter().enumerate() {
         objects.push(format!(
             "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents {} 0 R >>",
             5 + 2 * i
-        ));
+        ).into_bytes());
         let mut content = String::from("BT /F1 10 Tf 12 TL 40 760 Td\n");
         for line in *lines {
             let escaped = line.replace('\\', "\\\\").replace('(', "\\(").replace(')', "\\)");
             content.push_str(&format!("({escaped}) Tj T*\n"));
         }
         content.push_str("ET");
-        objects.push(format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len()));
+        objects.push(format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len()).into_bytes());
     }
+    pdf_of(&objects)
+}
+
+/// A PDF of these object bodies (object `n` is `objects[n - 1]`, object 1 the catalog) with its
+/// cross-reference table.
+fn pdf_of(objects: &[Vec<u8>]) -> Vec<u8> {
     let mut out = b"%PDF-1.4\n".to_vec();
     let mut offsets = Vec::new();
     for (i, body) in objects.iter().enumerate() {
         offsets.push(out.len());
-        out.extend_from_slice(format!("{} 0 obj\n{body}\nendobj\n", i + 1).as_bytes());
+        out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+        out.extend_from_slice(body);
+        out.extend_from_slice(b"\nendobj\n");
     }
     let xref = out.len();
     out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
@@ -538,14 +586,21 @@ async fn bad_uploads_are_refused_with_clear_codes_and_nothing_escapes_the_store(
             StatusCode::UNPROCESSABLE_ENTITY,
             &["corrupt_document"],
         ),
-        ("bomb.docx", docx_bomb(8 << 20, 8 << 20), StatusCode::UNPROCESSABLE_ENTITY, &["suspicious_archive"]),
+        ("bomb.docx", docx_bomb(8 << 20, 8 << 20, false), StatusCode::UNPROCESSABLE_ENTITY, &["suspicious_archive"]),
         (
             "liar.docx",
-            docx_bomb(8 << 20, 4096),
+            docx_bomb(8 << 20, 4096, false),
             StatusCode::UNPROCESSABLE_ENTITY,
             &["suspicious_archive", "corrupt_document"],
         ),
         ("blank.pdf", pdf(&[&[]]), StatusCode::UNPROCESSABLE_ENTITY, &["no_text"]),
+        // An object stream that inflates to 4 GiB in two steps, from a few kilobytes.
+        (
+            "objstm.pdf",
+            pdf_with_object_stream(&zeros_deflated_twice(4 << 30)),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &["document_too_large"],
+        ),
     ];
     for (name, bytes, status, codes) in cases {
         let (got, body) = upload(&d, &token, &cid, name, &bytes).await;
@@ -609,6 +664,69 @@ async fn bad_uploads_are_refused_with_clear_codes_and_nothing_escapes_the_store(
     let doc = upload_ready(&d, &token, &cid, "fine.txt", b"After all that, a perfectly ordinary note.").await;
     assert_eq!(doc["status"], "ready");
     let (status, _) = d.call(Method::GET, &format!("/api/conversations/{cid}"), Some(&token), None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// Peak resident memory of process `pid` (`VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap().trim().trim_end_matches(" kB");
+    kib.parse::<u64>().unwrap() * 1024
+}
+
+/// The child processes of process `pid`.
+pub(crate) fn children(pid: u32) -> Vec<u32> {
+    let mut all = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        all.extend(list.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+    }
+    all
+}
+
+/// The attack of issue 14's first hole, against a server process of its own: documents whose
+/// structure takes far more memory to read than any limit written in advance foresaw (the
+/// in-process limits are set out of the way, as if they missed it). Their reader runs out of its
+/// memory bound and dies; the server answers 422 `document_too_complex`, its own memory never
+/// grows, no reader is left running, and the next request is served.
+#[tokio::test]
+async fn documents_built_to_exhaust_memory_cannot_take_the_server_down() {
+    const BOUND: u64 = 256 << 20;
+    let attacks = [
+        ("objstm.pdf", pdf_with_object_stream(&zeros_deflated_twice(4 << 30))),
+        // Honest headers, a ratio under 100:1, and 1 GiB to inflate.
+        ("zeros.docx", docx_bomb(1 << 30, 1 << 30, true)),
+    ];
+    let node = fake_node("docs-hostile").await;
+    let infra = TestInfra::new().await;
+    let mut config = crate::fake_ollama::config_with_nodes(&infra, &[&node]);
+    config.conversation.documents.max_inflated_bytes = 64 << 30;
+    config.conversation.documents.extract_memory = BOUND;
+    let services = crate::helpers::without_engine().iter().map(|s| s.name()).collect::<Vec<_>>().join(",");
+    let d = Deployment::process(infra, config, &["--only", &services], &[]).await;
+    crate::helpers::wait_for_nodes(&d, 1).await;
+    let token = d.user_token("mallory").await;
+    let cid = conversation(&d, &token, json!({"model": "alpha", "title": "Bombs"})).await;
+    let before = peak_rss(d.pid());
+
+    for (name, bytes) in &attacks {
+        assert!(bytes.len() < 16 << 20, "{name} is {} bytes", bytes.len());
+        let (status, body) = upload(&d, &token, &cid, name, bytes).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("document_too_complex")),
+            "{name}: {body}"
+        );
+        assert!(children(d.pid()).is_empty(), "{name}: the reader was reaped");
+    }
+    let peak = peak_rss(d.pid());
+    assert!(peak < BOUND, "the server's peak memory is {} MiB", peak >> 20);
+    assert!(peak - before < 64 << 20, "the server grew by {} MiB", (peak - before) >> 20);
+
+    // Still serving, documents included.
+    let doc = upload_ready(&d, &token, &cid, "after.txt", NOTES.as_bytes()).await;
+    assert_eq!(doc["status"], "ready");
+    let (status, _) = d.call(Method::GET, "/health", None, None).await;
     assert_eq!(status, StatusCode::OK);
 }
 

@@ -188,6 +188,11 @@ impl Deployment {
         }
     }
 
+    /// The process id of the (first) `ollamanet` process of a deployment of processes.
+    pub fn pid(&self) -> u32 {
+        self._children.first().and_then(Child::id).expect("a deployment of processes")
+    }
+
     /// The test's backends and data directory.
     pub fn infra(&self) -> &TestInfra {
         &self._infra
