@@ -193,6 +193,14 @@ impl Deployment {
         self._children.first().and_then(Child::id).expect("a deployment of processes")
     }
 
+    /// Sends SIGTERM to the deployment's (first) process; its exit status if it exits within
+    /// `deadline`.
+    pub async fn terminate(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
+        let pid = self.pid().to_string();
+        assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        tokio::time::timeout(deadline, self._children[0].wait()).await.ok().map(Result::unwrap)
+    }
+
     /// The test's backends and data directory.
     pub fn infra(&self) -> &TestInfra {
         &self._infra
