@@ -255,7 +255,7 @@ async fn fake_node(name: &str) -> FakeOllama {
     FakeOllama::start(name, &["alpha", "all-minilm"]).await
 }
 
-async fn conversation(d: &Deployment, token: &str, body: Value) -> String {
+pub(crate) async fn conversation(d: &Deployment, token: &str, body: Value) -> String {
     let (status, c) = d.call(Method::POST, "/api/conversations", Some(token), Some(body)).await;
     assert_eq!(status, StatusCode::CREATED, "{c}");
     c["id"].as_str().unwrap().to_owned()
@@ -294,7 +294,13 @@ async fn post_multipart(d: &Deployment, token: &str, body: Vec<u8>) -> (StatusCo
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
-async fn upload(d: &Deployment, token: &str, conversation: &str, name: &str, bytes: &[u8]) -> (StatusCode, Value) {
+pub(crate) async fn upload(
+    d: &Deployment,
+    token: &str,
+    conversation: &str,
+    name: &str,
+    bytes: &[u8],
+) -> (StatusCode, Value) {
     post_multipart(
         d,
         token,

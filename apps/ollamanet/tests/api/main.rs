@@ -20,6 +20,7 @@ mod jwt;
 mod lifecycle;
 mod ops;
 mod python_clients;
+mod quotas;
 mod ratelimit;
 mod resilience;
 mod role_matrix;
