@@ -137,11 +137,7 @@ pub async fn extract(
 
 /// Writes the document to the child, reads its answer (None when it passes `most` bytes: the
 /// child is then killed) and keeps the start of its standard error, until it exits.
-async fn converse(
-    child: &mut Child,
-    bytes: &[u8],
-    most: u64,
-) -> (Option<Vec<u8>>, Vec<u8>, io::Result<ExitStatus>) {
+async fn converse(child: &mut Child, bytes: &[u8], most: u64) -> (Option<Vec<u8>>, Vec<u8>, io::Result<ExitStatus>) {
     let (mut stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
     let write = async {
         if let Some(stdin) = stdin.as_mut() {
@@ -188,7 +184,6 @@ fn died(status: ExitStatus, isolation: &Isolation) -> String {
         None => format!("the reader could not read it (exit status {})", status.code().unwrap_or(-1)),
     }
 }
-
 
 /// What [`extract`] asks of a child, from its arguments.
 #[derive(Debug, PartialEq, Eq)]
@@ -328,8 +323,7 @@ mod tests {
             "--markdown-name",
         ]))
         .unwrap();
-        let want =
-            ChildArgs { memory_bytes: 1000, cpu_seconds: 3, limits, kind: Some(Kind::Pdf), markdown_name: true };
+        let want = ChildArgs { memory_bytes: 1000, cpu_seconds: 3, limits, kind: Some(Kind::Pdf), markdown_name: true };
         assert_eq!(parsed, want);
         for bad in [&["--memory"][..], &["--memory", "x", "--cpu", "1"], &["--cpu", "1"], &["--bogus", "1"]] {
             assert!(ChildArgs::parse(&args(bad)).is_err(), "{bad:?}");
@@ -340,6 +334,8 @@ mod tests {
     fn answers_round_trip() {
         let answer = Answer::Read { kind: "text".into(), pages: vec![Page { number: None, text: "a \"b\"\n".into() }] };
         let json = serde_json::to_string(&answer).unwrap();
-        assert!(matches!(serde_json::from_str(&json).unwrap(), Answer::Read { pages, .. } if pages[0].text == "a \"b\"\n"));
+        assert!(
+            matches!(serde_json::from_str(&json).unwrap(), Answer::Read { pages, .. } if pages[0].text == "a \"b\"\n")
+        );
     }
 }

@@ -179,11 +179,7 @@ fn sniff_named(bytes: &[u8], markdown_name: bool) -> Result<Kind, DocumentError>
     if text.is_empty() {
         return Err(DocumentError::Empty);
     }
-    if markdown_name || text::looks_like_markdown(text) {
-        Ok(Kind::Markdown)
-    } else {
-        Ok(Kind::Text)
-    }
+    if markdown_name || text::looks_like_markdown(text) { Ok(Kind::Markdown) } else { Ok(Kind::Text) }
 }
 
 /// Reads the text out of a document of the given kind (as [`sniff`] told it).

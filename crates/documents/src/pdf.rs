@@ -51,7 +51,8 @@ const UNREAD_STREAM_TYPES: [&[u8]; 4] = [b"EmbeddedFile", b"Metadata", b"XRef", 
 const IMAGE_SUBTYPE: &[u8] = b"Image";
 
 pub(crate) fn extract(bytes: &[u8], limits: &Limits) -> Result<Vec<Page>, DocumentError> {
-    guarded(|| crate::pdf_load::check(bytes, limits)).ok_or_else(|| corrupt("the PDF's structure cannot be parsed"))??;
+    guarded(|| crate::pdf_load::check(bytes, limits))
+        .ok_or_else(|| corrupt("the PDF's structure cannot be parsed"))??;
     let doc = guarded(|| Document::load_mem(bytes))
         .ok_or_else(|| corrupt("the PDF's structure cannot be parsed"))?
         .map_err(|e| DocumentError::Corrupt(format!("not a readable PDF: {e}")))?;

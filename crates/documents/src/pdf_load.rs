@@ -128,7 +128,10 @@ fn known_filters(dict: &Dictionary) -> Option<Dictionary> {
 }
 
 fn too_large(limits: &Limits) -> DocumentError {
-    DocumentError::TooLarge(format!("the PDF's streams inflate to more than {} MiB", limits.max_uncompressed_bytes >> 20))
+    DocumentError::TooLarge(format!(
+        "the PDF's streams inflate to more than {} MiB",
+        limits.max_uncompressed_bytes >> 20
+    ))
 }
 
 /// Where each occurrence of `keyword` starts, as a token (not part of a longer word).
@@ -227,7 +230,11 @@ impl Scan<'_> {
     }
 
     /// Runs `parse` from `at`, charging what it reads to the work left.
-    fn run<T>(&mut self, at: usize, parse: impl FnOnce(&mut Parser<'_>) -> Option<T>) -> Result<Option<T>, DocumentError> {
+    fn run<T>(
+        &mut self,
+        at: usize,
+        parse: impl FnOnce(&mut Parser<'_>) -> Option<T>,
+    ) -> Result<Option<T>, DocumentError> {
         let end = at.saturating_add(self.work_left).min(self.buf.len());
         let mut parser = Parser { buf: &self.buf[..end], pos: at, cut: end < self.buf.len() };
         let result = parse(&mut parser);
@@ -536,8 +543,10 @@ mod tests {
 
     #[test]
     fn objects_are_read_as_lopdf_reads_them() {
-        let got = parse(b"<< /Type /Obj#53tm % a comment\n /N 3 /First 12.5 /L [1 0 R -2 .5 (a (b) \\) c) <00 ff>] /T true >>")
-            .unwrap();
+        let got = parse(
+            b"<< /Type /Obj#53tm % a comment\n /N 3 /First 12.5 /L [1 0 R -2 .5 (a (b) \\) c) <00 ff>] /T true >>",
+        )
+        .unwrap();
         let Object::Dictionary(dict) = got else { panic!("{got:?}") };
         assert!(dict.has_type(b"ObjStm"), "#53 is S");
         assert_eq!(dict.get(b"N").unwrap().as_i64().unwrap(), 3);

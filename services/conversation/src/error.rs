@@ -100,9 +100,7 @@ fn document_problem(e: &ollamanet_documents::DocumentError) -> Problem {
     let status = match e {
         E::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         E::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        E::Empty | E::Corrupt(_) | E::Suspicious(_) | E::TooComplex(_) | E::NoText => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
+        E::Empty | E::Corrupt(_) | E::Suspicious(_) | E::TooComplex(_) | E::NoText => StatusCode::UNPROCESSABLE_ENTITY,
         E::InvalidDigest | E::Io(_) => {
             tracing::error!(error = %e, "document storage failed");
             return Problem::internal();

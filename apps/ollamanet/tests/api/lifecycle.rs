@@ -57,16 +57,16 @@ async fn sigterm_during_hostile_uploads_exits_within_the_grace() {
     let infra = TestInfra::new().await;
     let mut config = base_config(&infra);
     let stuck = infra.data_dir().join("stuck-reader.sh");
-    std::fs::write(&stuck, "#!/bin/sh\n# Test double: a document reader that never finishes.\nexec sleep 600\n").unwrap();
+    std::fs::write(&stuck, "#!/bin/sh\n# Test double: a document reader that never finishes.\nexec sleep 600\n")
+        .unwrap();
     std::fs::set_permissions(&stuck, std::fs::Permissions::from_mode(0o755)).unwrap();
     config.conversation.documents.extract_program = Some(stuck);
     config.conversation.documents.extract_timeout = Duration::from_secs(600);
     config.server.shutdown_grace = GRACE;
     let mut d = Deployment::process(infra, config, &["--only", "gateway,auth,conversation,inference"], &[]).await;
     let token = d.user_token("sam").await;
-    let (status, c) = d
-        .call(Method::POST, "/api/conversations", Some(&token), Some(json!({"model": "alpha", "title": "t"})))
-        .await;
+    let (status, c) =
+        d.call(Method::POST, "/api/conversations", Some(&token), Some(json!({"model": "alpha", "title": "t"}))).await;
     assert_eq!(status, StatusCode::CREATED, "{c}");
     let cid = c["id"].as_str().unwrap().to_owned();
     let body = multipart(&[("conversation_id", None, cid.as_bytes()), ("file", Some("a.txt"), b"Some words.")]);
@@ -99,8 +99,7 @@ async fn sigterm_during_hostile_uploads_exits_within_the_grace() {
     let status = d.terminate(GRACE + Duration::from_secs(12)).await.expect("exited within the grace and slack");
     assert!(status.success(), "a signalled shutdown is a clean exit: {status}");
     for reader in readers {
-        eventually("the reader to be gone", async || !std::path::Path::new(&format!("/proc/{reader}")).exists())
-            .await;
+        eventually("the reader to be gone", async || !std::path::Path::new(&format!("/proc/{reader}")).exists()).await;
     }
     // The upload being read was answered that the server is going away, or cut off with it.
     if let Ok(res) = reading.await.unwrap() {
@@ -125,8 +124,7 @@ async fn idle_connections_are_closed() {
     let addr = url.trim_start_matches("http://").to_owned();
 
     let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let (mut h2, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp)).await.unwrap();
+    let (mut h2, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp)).await.unwrap();
     let conn = tokio::spawn(conn);
     let req = hyper::Request::get(format!("{url}/health")).body(Empty::<bytes::Bytes>::new()).unwrap();
     let res = h2.send_request(req).await.unwrap();

@@ -133,16 +133,14 @@ async fn replies_followed_at_once_are_capped_per_user() {
 
     // A stream the client leaves gives its slot back.
     drop(first);
-    eventually("a slot to be given back", async || {
-        match send(&d, &ada, &conversations[2]).await {
-            Ok(reader) => {
-                drop(reader);
-                true
-            }
-            Err((status, _)) => {
-                assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
-                false
-            }
+    eventually("a slot to be given back", async || match send(&d, &ada, &conversations[2]).await {
+        Ok(reader) => {
+            drop(reader);
+            true
+        }
+        Err((status, _)) => {
+            assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+            false
         }
     })
     .await;

@@ -164,11 +164,7 @@ impl Library {
         Ok(Self {
             files,
             limits: Limits { max_uncompressed_bytes: config.max_inflated_bytes, ..Limits::default() },
-            isolation: Isolation {
-                program,
-                memory_bytes: config.extract_memory,
-                timeout: config.extract_timeout,
-            },
+            isolation: Isolation { program, memory_bytes: config.extract_memory, timeout: config.extract_timeout },
             reading: Semaphore::new(config.max_concurrent_extractions),
             files_lock: Mutex::new(()),
             shutdown,

@@ -21,8 +21,8 @@ use crate::inference::Inference;
 use crate::store::{ConversationRecord, MessageRecord, Store};
 
 pub use chat::{Reply, STOP_EVENT, StopGeneration};
-pub use streams::StreamSlot;
 pub use documents::{Document, Library, ListDocuments, SearchDocuments, SearchResults, Upload, upload_too_large};
+pub use streams::StreamSlot;
 
 /// How long a conversation's settings stay cached (in a shared cache; a private one would go
 /// stale when another instance changes them).

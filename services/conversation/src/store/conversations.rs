@@ -70,12 +70,11 @@ impl Store {
 
     /// How many conversations the user has.
     pub async fn count_conversations(&self, owner: Uuid) -> Result<u64, ConversationError> {
-        let n: i64 = with_db!(&self.db, |pool| sqlx::query_scalar(
-            "SELECT COUNT(*) FROM conversations WHERE owner_id = $1"
-        )
-        .bind(owner)
-        .fetch_one(pool)
-        .await?);
+        let n: i64 =
+            with_db!(&self.db, |pool| sqlx::query_scalar("SELECT COUNT(*) FROM conversations WHERE owner_id = $1")
+                .bind(owner)
+                .fetch_one(pool)
+                .await?);
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
