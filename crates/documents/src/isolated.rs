@@ -151,6 +151,8 @@ async fn converse(child: &mut Child, bytes: &[u8], most: u64) -> (Option<Vec<u8>
         if let Some(stdout) = stdout {
             let _ = stdout.take(most.saturating_add(1)).read_to_end(&mut out).await;
         }
+        // The pipe closes here: a child still writing past the cap fails and ends, so the
+        // standard error being drained ends too.
         (out.len() as u64 <= most).then_some(out)
     };
     let (_, answer, errors) = tokio::join!(write, read_answer, drain(stderr, STDERR_KEPT));
