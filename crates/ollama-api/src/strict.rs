@@ -150,11 +150,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Strict<'_, D> {
         self.inner.deserialize_unit_struct(name, visitor)
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, D::Error> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(self, name: &'static str, visitor: V) -> Result<V::Value, D::Error> {
         let visitor = self.visit(visitor, None);
         self.inner.deserialize_newtype_struct(name, visitor)
     }
@@ -417,9 +413,7 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Variant<'_, A> {
 
 /// The field names a derived `Deserialize` declares, for a type whose `Deserialize` is written by
 /// hand around the derived one (and so would otherwise hide them from the check).
-pub(crate) fn declared_fields<T>(
-    derived: impl FnOnce(FieldProbe) -> Result<T, ProbeError>,
-) -> &'static [&'static str] {
+pub(crate) fn declared_fields<T>(derived: impl FnOnce(FieldProbe) -> Result<T, ProbeError>) -> &'static [&'static str] {
     match derived(FieldProbe) {
         Err(ProbeError(Some(fields))) => fields,
         _ => &[],
@@ -532,8 +526,9 @@ mod tests {
         .unwrap();
         assert_eq!(req.model, "m");
         assert_eq!(req.options.unwrap().num_ctx, Some(2));
-        let encoded = serde_json::to_value(from_slice::<ChatRequest>(br#"{"model":"m","extra":{"model":"x"}}"#).unwrap())
-            .unwrap();
+        let encoded =
+            serde_json::to_value(from_slice::<ChatRequest>(br#"{"model":"m","extra":{"model":"x"}}"#).unwrap())
+                .unwrap();
         assert_eq!(encoded, json!({"model": "m", "messages": []}), "unknown keys are not forwarded");
         let show: ShowRequest = from_slice(br#"{"model":"m","name":""}"#).unwrap();
         assert_eq!(show.model, "m");

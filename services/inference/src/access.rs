@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use kit::authn::{ADMIN_ROLE, Identity};
 use kit::bus::{EVENTS_EXCHANGE, Handler, HandlerError, Message, Subscription};
 use kit::config::Platform;
 use ollamanet_catalog::{Access, Catalog};
+use serde::{Deserialize, Serialize};
 
 #[async_trait]
 pub trait ModelAccess: Send + Sync + 'static {
@@ -54,8 +54,7 @@ pub struct CatalogAccess {
 impl CatalogAccess {
     /// Opens the catalog and follows its events.
     pub async fn start(platform: &Platform, uncatalogued: Uncatalogued) -> Result<Arc<Self>, kit::db::DbError> {
-        let access =
-            Arc::new(Self { catalog: Catalog::open(platform).await?, uncatalogued, rules: RwLock::default() });
+        let access = Arc::new(Self { catalog: Catalog::open(platform).await?, uncatalogued, rules: RwLock::default() });
         platform
             .bus
             .subscribe(

@@ -51,7 +51,8 @@ impl InferenceConfig {
     /// models open to every account; a wildcard, a public or private address, or a host name
     /// keeps them for admins until an admin catalogues them.
     pub fn uncatalogued_for(&self, listen: &str) -> Uncatalogued {
-        self.uncatalogued.unwrap_or_else(|| if is_loopback(listen) { Uncatalogued::Users } else { Uncatalogued::Admins })
+        self.uncatalogued
+            .unwrap_or_else(|| if is_loopback(listen) { Uncatalogued::Users } else { Uncatalogued::Admins })
     }
 }
 

@@ -112,8 +112,7 @@ async fn ollama_generation<R: NativeRequest + DeserializeOwned>(
         let job = s.service.job(Face::Ollama, path, who, req).await?;
         if streaming && headers.get(QUEUE_EVENTS).is_some_and(|v| v == "1" || v == "true") {
             let mut res = Response::new(s.service.generate_with_queue_events(job));
-            res.headers_mut()
-                .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(ndjson::CONTENT_TYPE));
+            res.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(ndjson::CONTENT_TYPE));
             return Ok(res);
         }
         Ok(passthrough(s.service.generate(Face::Ollama, job).await?))

@@ -8,9 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kit::authn::{ADMIN_ROLE, Identity};
-use ollama_api::types::{
-    ChatRequest, EmbedRequest, EmbeddingsRequest, GenerateRequest, KeepAlive, Lifetime, Options,
-};
+use ollama_api::types::{ChatRequest, EmbedRequest, EmbeddingsRequest, GenerateRequest, KeepAlive, Lifetime, Options};
 use serde::{Deserialize, Serialize};
 
 /// `[inference.limits]`: the limits of every caller but admins; `roles` loosens them for the

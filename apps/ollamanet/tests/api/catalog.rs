@@ -572,8 +572,9 @@ async fn the_demo_models_are_catalogued_for_every_account() {
     let d = Deployment::start_with(Mode::AllInOne, infra, config).await;
     let user = d.user_token("ulla").await;
     assert_eq!(usable(&d, &user).await, ["all-minilm:latest", "smollm2:135m"]);
-    let (status, body) =
-        d.call(Method::POST, "/ollama/api/embed", Some(&user), Some(json!({"model": "all-minilm", "input": "hi"}))).await;
+    let (status, body) = d
+        .call(Method::POST, "/ollama/api/embed", Some(&user), Some(json!({"model": "all-minilm", "input": "hi"})))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, page) = d.call(Method::GET, "/api/explore/models", None, None).await;
     assert_eq!(names(&page), ["all-minilm:latest", "smollm2:135m"], "public in the catalog");

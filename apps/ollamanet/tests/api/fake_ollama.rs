@@ -416,8 +416,20 @@ impl Node {
 /// The fields of Ollama's request structs this double reads (`api.ChatRequest`,
 /// `GenerateRequest`, `EmbedRequest`, `EmbeddingsRequest`, `ShowRequest`), and of `api.Message`.
 const REQUEST_FIELDS: &[&str] = &[
-    "model", "name", "messages", "prompt", "input", "system", "stream", "keep_alive", "options", "format", "tools",
-    "think", "raw", "images",
+    "model",
+    "name",
+    "messages",
+    "prompt",
+    "input",
+    "system",
+    "stream",
+    "keep_alive",
+    "options",
+    "format",
+    "tools",
+    "think",
+    "raw",
+    "images",
 ];
 const MESSAGE_FIELDS: &[&str] = &["role", "content", "thinking", "images", "tool_calls", "tool_name"];
 

@@ -23,7 +23,10 @@ async fn login(d: &Deployment, username: &str) -> String {
 async fn received(d: &Deployment, node: &FakeOllama, token: &str, keep_alive: Value) -> Vec<Value> {
     let options = json!({"num_ctx": 1_000_000, "num_gpu": 0, "use_mmap": false, "temperature": 0.5});
     let bodies = [
-        ("/ollama/api/chat", json!({"model": "shared", "stream": false, "messages": [{"role": "user", "content": "hi"}]})),
+        (
+            "/ollama/api/chat",
+            json!({"model": "shared", "stream": false, "messages": [{"role": "user", "content": "hi"}]}),
+        ),
         ("/ollama/api/generate", json!({"model": "shared", "stream": false, "prompt": "hi"})),
         ("/ollama/api/embed", json!({"model": "shared", "input": "hi"})),
         ("/ollama/api/embeddings", json!({"model": "shared", "prompt": "hi"})),
@@ -52,7 +55,8 @@ async fn users_load_settings_are_brought_within_the_limits_and_admins_are_not() 
     let admin = d.admin_token("root").await;
     let user = d.user_token("ulla").await;
     let researcher = d.register("rita").await;
-    let (status, body) = d.call(Method::POST, "/api/admin/roles", Some(&admin), Some(json!({"name": "Research"}))).await;
+    let (status, body) =
+        d.call(Method::POST, "/api/admin/roles", Some(&admin), Some(json!({"name": "Research"}))).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let path = format!("/api/admin/users/{}/roles", researcher["user"]["id"].as_str().unwrap());
     let (status, body) = d.call(Method::PUT, &path, Some(&admin), Some(json!({"roles": ["User", "Research"]}))).await;
@@ -98,12 +102,11 @@ async fn a_user_cannot_unload_or_reload_a_model_others_use_and_an_admin_can() {
     let d = Deployment::start_with(Mode::AllInOne, infra, config).await;
     let admin = d.admin_token("root").await;
     let (ann, bob) = (d.user_token("ann").await, d.user_token("bob").await);
-    let chat = |options: Value| {
-        json!({"model": "tiny", "stream": false, "messages": [{"role": "user", "content": "Hello"}], "options": options})
-    };
+    let chat = |options: Value| json!({"model": "tiny", "stream": false, "messages": [{"role": "user", "content": "Hello"}], "options": options});
     let unload = json!({"model": "tiny", "messages": [], "keep_alive": 0});
 
-    let (status, body) = d.call(Method::POST, "/ollama/api/chat", Some(&ann), Some(chat(json!({"num_predict": 2})))).await;
+    let (status, body) =
+        d.call(Method::POST, "/ollama/api/chat", Some(&ann), Some(chat(json!({"num_predict": 2})))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(loaded(&d, &admin).await["context_length"], 512, "loaded with the engine's context");
 
@@ -115,7 +118,8 @@ async fn a_user_cannot_unload_or_reload_a_model_others_use_and_an_admin_can() {
     let (status, body) = d.call(Method::POST, "/ollama/api/chat", Some(&bob), Some(huge.clone())).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(loaded(&d, &admin).await["context_length"], 512, "not reloaded for bob's num_ctx");
-    let (status, body) = d.call(Method::POST, "/ollama/api/chat", Some(&ann), Some(chat(json!({"num_predict": 2})))).await;
+    let (status, body) =
+        d.call(Method::POST, "/ollama/api/chat", Some(&ann), Some(chat(json!({"num_predict": 2})))).await;
     assert_eq!(status, StatusCode::OK, "ann is still served: {body}");
 
     // An admin still can.

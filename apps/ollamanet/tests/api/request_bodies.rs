@@ -35,18 +35,33 @@ fn with(base: &Value, extra: &str) -> String {
     format!("{},{extra}}}", &text[..text.len() - 1])
 }
 
-/// Every path a user reaches a model on, with a body that asks for `model` there.
-fn model_paths() -> Vec<(&'static str, fn(&str) -> Value)> {
-    vec![
-        ("/ollama/api/chat", |m| json!({"model": m, "stream": false, "messages": [{"role": "user", "content": "hi"}]})),
-        ("/ollama/api/generate", |m| json!({"model": m, "stream": false, "prompt": "hi"})),
-        ("/ollama/api/embed", |m| json!({"model": m, "input": "hi"})),
-        ("/ollama/api/embeddings", |m| json!({"model": m, "prompt": "hi"})),
-        ("/ollama/api/show", |m| json!({"model": m})),
-        ("/v1/chat/completions", |m| json!({"model": m, "messages": [{"role": "user", "content": "hi"}]})),
-        ("/v1/completions", |m| json!({"model": m, "prompt": "hi"})),
-        ("/v1/embeddings", |m| json!({"model": m, "input": "hi"})),
-    ]
+/// Every path a user reaches a model on.
+const MODEL_PATHS: [&str; 8] = [
+    "/ollama/api/chat",
+    "/ollama/api/generate",
+    "/ollama/api/embed",
+    "/ollama/api/embeddings",
+    "/ollama/api/show",
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+];
+
+/// A body that asks for `model` on `path`.
+fn body(path: &str, model: &str) -> Value {
+    let chat = json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
+    let mut body = match path {
+        "/ollama/api/chat" | "/v1/chat/completions" => chat,
+        "/ollama/api/generate" | "/ollama/api/embeddings" | "/v1/completions" => {
+            json!({"model": model, "prompt": "hi"})
+        }
+        "/ollama/api/embed" | "/v1/embeddings" => json!({"model": model, "input": "hi"}),
+        _ => json!({"model": model}),
+    };
+    if path.starts_with("/ollama/api/") {
+        body["stream"] = json!(false);
+    }
+    body
 }
 
 #[tokio::test]
@@ -60,19 +75,20 @@ async fn bodies_an_engine_would_read_differently_are_refused_on_every_path_to_a_
         ("public", json!({"public": true})),
         ("all-minilm", json!({"public": true})),
     ] {
-        let (status, body) =
-            d.call(Method::POST, "/api/admin/models", Some(&admin), Some(json!({"name": name, "access": access}))).await;
+        let (status, body) = d
+            .call(Method::POST, "/api/admin/models", Some(&admin), Some(json!({"name": name, "access": access})))
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
 
-    for (path, body) in model_paths() {
+    for path in MODEL_PATHS {
         // The rule holds for a plain request, and a plain request for `public` works.
-        let (status, _, answer) = post_raw(&d, &user, path, body("secret").to_string()).await;
+        let (status, _, answer) = post_raw(&d, &user, path, body(path, "secret").to_string()).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {answer}");
-        let (status, _, answer) = post_raw(&d, &user, path, body("public").to_string()).await;
+        let (status, _, answer) = post_raw(&d, &user, path, body(path, "public").to_string()).await;
         assert_eq!(status, StatusCode::OK, "{path}: {answer}");
 
-        let public = body("public");
+        let public = body(path, "public");
         let mut attacks = vec![
             (with(&public, r#""Model":"secret""#), "ambiguous_field", "Model"),
             (with(&public, r#""MODEL":"secret""#), "ambiguous_field", "MODEL"),
@@ -108,7 +124,10 @@ async fn bodies_an_engine_would_read_differently_are_refused_on_every_path_to_a_
             assert_eq!(content_type, "application/problem+json", "{path} {attack}");
             assert_eq!(answer["code"], code, "{path} {attack}: {answer}");
             assert_eq!(answer["errors"][0]["field"], key, "{path} {attack}: {answer}");
-            assert!(answer["error"].is_string() || answer["error"]["code"] == code, "the face's own error member: {answer}");
+            assert!(
+                answer["error"].is_string() || answer["error"]["code"] == code,
+                "the face's own error member: {answer}"
+            );
         }
     }
     assert!(!node.models_asked().contains(&"secret:latest".to_owned()), "the node ran secret: {:?}", node.requests());
@@ -123,7 +142,8 @@ async fn bodies_an_engine_would_read_differently_are_refused_on_every_path_to_a_
     assert_eq!(status, StatusCode::CREATED, "{c}");
     let cid = c["id"].as_str().unwrap().to_owned();
     let messages = format!("/api/conversations/{cid}/messages");
-    for attack in [r#"{"content":"hi","stream":false,"Model":"secret"}"#, r#"{"content":"hi","stream":false,"model":"secret"}"#]
+    for attack in
+        [r#"{"content":"hi","stream":false,"Model":"secret"}"#, r#"{"content":"hi","stream":false,"model":"secret"}"#]
     {
         let (status, _, answer) = post_raw(&d, &user, &messages, attack.to_owned()).await;
         assert!(status.is_client_error(), "{attack}: {status} {answer}");
@@ -133,7 +153,10 @@ async fn bodies_an_engine_would_read_differently_are_refused_on_every_path_to_a_
         .post(d.at("/api/documents"))
         .bearer_auth(&user)
         .header(header::CONTENT_TYPE, format!("multipart/form-data; boundary={BOUNDARY}"))
-        .body(multipart(&[("conversation_id", None, cid.as_bytes()), ("file", Some("notes.txt"), b"The secret word is otter.")]))
+        .body(multipart(&[
+            ("conversation_id", None, cid.as_bytes()),
+            ("file", Some("notes.txt"), b"The secret word is otter."),
+        ]))
         .send()
         .await
         .unwrap();
@@ -149,10 +172,8 @@ async fn bodies_an_engine_would_read_differently_are_refused_on_every_path_to_a_
     let steer = r#"{"content":"What is the word?","stream":false,"options":{"model":"secret","Model":"secret"}}"#;
     let (status, _, answer) = post_raw(&d, &user, &messages, steer.to_owned()).await;
     assert_eq!((status, answer["reply"]["status"].as_str()), (StatusCode::OK, Some("complete")), "{answer}");
-    eventually("the title", async || {
-        node.requests().iter().filter(|(path, _)| *path == "/api/chat").count() >= 2
-    })
-    .await;
+    eventually("the title", async || node.requests().iter().filter(|(path, _)| *path == "/api/chat").count() >= 2)
+        .await;
 
     let asked = node.models_asked();
     assert!(asked.contains(&"all-minilm:latest".to_owned()), "documents were embedded: {asked:?}");
