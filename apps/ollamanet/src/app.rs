@@ -185,7 +185,10 @@ impl App {
             bail!("--announce announces this process's engine: add engine to --only");
         }
         if let Some(ctx) = ctx.as_ref().filter(|_| services.contains(&Service::Inference)) {
-            let access = ollamanet_inference::CatalogAccess::start(&platform).await.context("opening the catalog")?;
+            let uncatalogued = config.inference.uncatalogued_for(&config.listen);
+            let access = ollamanet_inference::CatalogAccess::start(&platform, uncatalogued)
+                .await
+                .context("opening the catalog")?;
             let inference = ollamanet_inference::start(ctx, &config.inference, local_engine.clone(), access)
                 .await
                 .context("starting the inference service")?;

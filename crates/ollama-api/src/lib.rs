@@ -10,6 +10,9 @@
 //!   line (`application/x-ndjson`), the last with `"done": true`, and report a late error as a
 //!   last `{"error": "…"}` line; `/v1` endpoints stream `data: {json}` SSE frames ending with
 //!   `data: [DONE]`. The decoders take any byte chunking and yield typed items.
+//! - [`strict`]: request bodies read once and refused where an Ollama server (Go's
+//!   `encoding/json`) could read them differently: keys that differ from a field only in case,
+//!   repeated keys.
 //! - [`client`]: [`OllamaClient`], typed calls to an engine through [`kit::upstream::Upstream`],
 //!   in-process or over HTTP. Streaming calls resolve once the status is known (so a failed
 //!   node can still be skipped) and then yield items; dropping the stream closes the body and
@@ -19,6 +22,7 @@ pub mod client;
 pub mod ndjson;
 pub mod openai;
 pub mod sse;
+pub mod strict;
 pub mod types;
 
 pub use client::{ClientError, ItemStream, OllamaClient};

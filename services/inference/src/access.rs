@@ -9,6 +9,7 @@ use kit::authn::{ADMIN_ROLE, Identity};
 use kit::bus::{EVENTS_EXCHANGE, Handler, HandlerError, Message, Subscription};
 use kit::config::Platform;
 use ollamanet_catalog::{Access, Catalog};
+use serde::{Deserialize, Serialize};
 
 #[async_trait]
 pub trait ModelAccess: Send + Sync + 'static {
@@ -28,20 +29,32 @@ impl ModelAccess for Open {
 /// Rules kept in memory at most; beyond, the map starts again (a catalog read each is cheap).
 const MAX_RULES: usize = 10_000;
 
+/// Who may use a model some engine has but the catalog does not describe
+/// (`inference.uncatalogued`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Uncatalogued {
+    /// Every signed-in account: a pulled model works before anyone catalogues it.
+    Users,
+    /// Admins only, until an admin catalogues it with an access rule.
+    Admins,
+}
+
 /// The catalog's rules: a catalog model is for whom its access rule names (admins always); a
-/// deleted one for admins only; a model the catalog does not describe is open to every
-/// signed-in user, so that a model pulled onto an engine works before anyone catalogues it.
-/// Rules are kept in memory and forgotten on every `catalog.*` event.
+/// deleted one for admins only; a model the catalog does not describe (or could not hold) is
+/// for whom `uncatalogued` says. Rules are kept in memory and forgotten on every `catalog.*`
+/// event.
 pub struct CatalogAccess {
     catalog: Catalog,
+    uncatalogued: Uncatalogued,
     /// Model name → its rule (`None`: not in the catalog).
     rules: RwLock<HashMap<String, Option<Access>>>,
 }
 
 impl CatalogAccess {
     /// Opens the catalog and follows its events.
-    pub async fn start(platform: &Platform) -> Result<Arc<Self>, kit::db::DbError> {
-        let access = Arc::new(Self { catalog: Catalog::open(platform).await?, rules: RwLock::default() });
+    pub async fn start(platform: &Platform, uncatalogued: Uncatalogued) -> Result<Arc<Self>, kit::db::DbError> {
+        let access = Arc::new(Self { catalog: Catalog::open(platform).await?, uncatalogued, rules: RwLock::default() });
         platform
             .bus
             .subscribe(
@@ -80,11 +93,12 @@ impl ModelAccess for CatalogAccess {
         if who.has_role(ADMIN_ROLE) {
             return true;
         }
+        let open = self.uncatalogued == Uncatalogued::Users;
         let Ok(name) = ollamanet_catalog::normalize_name(model) else {
-            return true; // not a name the catalog could hold; the engines will refuse it
+            return open; // not a name the catalog could hold: never catalogued
         };
         match self.rule(&name).await {
-            Some(None) => true,
+            Some(None) => open,
             Some(Some(access)) => access.allows(&who.roles),
             // The catalog cannot be read: refuse rather than let a restricted model through.
             None => false,

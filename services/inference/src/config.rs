@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::access::Uncatalogued;
+use crate::limits::LoadLimits;
 use crate::validate::UrlPolicy;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -33,6 +35,32 @@ pub struct InferenceConfig {
     /// Time for a node to start answering (headers) before the request tries another node.
     #[serde(with = "kit::config::duration")]
     pub first_byte_timeout: Duration,
+    /// What a request may do to an engine's memory (`keep_alive`, `num_ctx`, …); admins are not
+    /// limited.
+    pub limits: LoadLimits,
+    /// Who may use a model some engine has but the catalog does not describe: `users` (every
+    /// signed-in account) or `admins`. Unset: `users` when the process listens on a loopback
+    /// address only, else `admins` (see [`InferenceConfig::uncatalogued_for`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncatalogued: Option<Uncatalogued>,
+}
+
+impl InferenceConfig {
+    /// `uncatalogued`, or when unset what suits a process listening on `listen`: only a
+    /// listener no other machine can reach (127.0.0.0/8, `::1`, `localhost`) leaves uncatalogued
+    /// models open to every account; a wildcard, a public or private address, or a host name
+    /// keeps them for admins until an admin catalogues them.
+    pub fn uncatalogued_for(&self, listen: &str) -> Uncatalogued {
+        self.uncatalogued
+            .unwrap_or_else(|| if is_loopback(listen) { Uncatalogued::Users } else { Uncatalogued::Admins })
+    }
+}
+
+fn is_loopback(listen: &str) -> bool {
+    if let Ok(addr) = listen.parse::<std::net::SocketAddr>() {
+        return addr.ip().is_loopback();
+    }
+    listen.rsplit_once(':').is_some_and(|(host, _)| host.eq_ignore_ascii_case("localhost"))
 }
 
 impl Default for InferenceConfig {
@@ -47,6 +75,33 @@ impl Default for InferenceConfig {
             queue: 256,
             queue_wait: Duration::from_secs(120),
             first_byte_timeout: Duration::from_secs(300),
+            limits: LoadLimits::default(),
+            uncatalogued: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uncatalogued_models_are_for_admins_unless_only_this_machine_listens() {
+        let config = InferenceConfig::default();
+        for (listen, expected) in [
+            ("127.0.0.1:8080", Uncatalogued::Users),
+            ("127.0.0.2:0", Uncatalogued::Users),
+            ("[::1]:8080", Uncatalogued::Users),
+            ("localhost:8080", Uncatalogued::Users),
+            ("0.0.0.0:8080", Uncatalogued::Admins),
+            ("[::]:8080", Uncatalogued::Admins),
+            ("192.168.1.5:8080", Uncatalogued::Admins),
+            ("gpu-box:8080", Uncatalogued::Admins),
+            ("nonsense", Uncatalogued::Admins),
+        ] {
+            assert_eq!(config.uncatalogued_for(listen), expected, "{listen}");
+        }
+        let open = InferenceConfig { uncatalogued: Some(Uncatalogued::Users), ..InferenceConfig::default() };
+        assert_eq!(open.uncatalogued_for("0.0.0.0:8080"), Uncatalogued::Users);
     }
 }

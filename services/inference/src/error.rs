@@ -1,11 +1,14 @@
 //! Errors as each face speaks them: `{"error": "…"}` on the Ollama face (what Ollama clients
 //! parse), `{"error": {"message", "type", …}}` on the OpenAI face, problem+json on the admin API.
+//! A refused request body is problem+json on both faces, with the face's `error` member added,
+//! so that a client of either kind reads it.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use kit::Problem;
 use kit::problem::FieldError;
+use ollama_api::strict::Refusal;
 
 use crate::admission::Refused;
 use crate::relay::RelayError;
@@ -22,11 +25,19 @@ pub struct FaceError {
     pub status: StatusCode,
     pub message: String,
     pub retry_after: Option<u64>,
+    /// A body refused for a key an engine could read differently: the answer is problem+json.
+    pub refusal: Option<Refusal>,
 }
 
 impl FaceError {
     pub fn new(face: Face, status: StatusCode, message: impl Into<String>) -> Self {
-        Self { face, status, message: message.into(), retry_after: None }
+        Self { face, status, message: message.into(), retry_after: None, refusal: None }
+    }
+
+    /// 400 `ambiguous_field` or `duplicate_field`.
+    pub fn body_refused(face: Face, refusal: Refusal) -> Self {
+        let message = refusal.to_string();
+        Self { refusal: Some(refusal), ..Self::bad_request(face, message) }
     }
 
     pub fn bad_request(face: Face, message: impl Into<String>) -> Self {
@@ -68,6 +79,9 @@ impl FaceError {
 
 impl IntoResponse for FaceError {
     fn into_response(self) -> Response {
+        if let Some(refusal) = self.refusal {
+            return refused_body(self.face, self.status, &refusal, self.message);
+        }
         let mut res = match self.face {
             Face::Ollama => (self.status, Json(ollama_api::types::ErrorResponse::new(self.message))).into_response(),
             Face::OpenAi => {
@@ -80,6 +94,27 @@ impl IntoResponse for FaceError {
         }
         res
     }
+}
+
+fn refused_body(face: Face, status: StatusCode, refusal: &Refusal, message: String) -> Response {
+    let code = refusal.code();
+    let mut problem = Problem::new(status, code, message.clone());
+    problem.errors = vec![FieldError::new(refusal.key(), code, message.clone())];
+    problem.request_id = kit::request_id::current();
+    let error = match face {
+        Face::Ollama => serde_json::json!(message),
+        Face::OpenAi => {
+            let mut e = ollama_api::openai::ErrorResponse::new(status.as_u16(), message).error;
+            e.param = Some(refusal.key().into());
+            e.code = Some(code.to_owned());
+            serde_json::json!(e)
+        }
+    };
+    let mut body = serde_json::to_value(&problem).unwrap_or_default();
+    body["error"] = error;
+    let mut res = (status, Json(body)).into_response();
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(kit::problem::CONTENT_TYPE));
+    res
 }
 
 /// Errors of the admin API.

@@ -23,10 +23,13 @@ use kit::authn::{Admin, Authenticator, CurrentUser, Identity};
 use kit::http::{Path, Query};
 use ollama_api::ndjson;
 use ollama_api::openai::{self, convert};
+use ollama_api::strict::{self, BodyError};
 use ollama_api::types::{
-    ChatResponse, EmbedResponse, GenerateResponse, ListResponse, ModelEntry, PsResponse, ShowRequest,
+    ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, EmbeddingsRequest, GenerateRequest, GenerateResponse,
+    ListResponse, ModelEntry, PsResponse, ShowRequest,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -34,8 +37,8 @@ use utoipa_axum::routes;
 use crate::engines::{EngineList, NodeModels, PullEvent};
 use crate::error::{Face, FaceError, InferenceError};
 use crate::fleet::NodeStatus;
-use crate::relay::{Job, Relayed, passthrough};
-use crate::service::{Service, node_error};
+use crate::relay::{Relayed, passthrough};
+use crate::service::{NativeRequest, Service, node_error};
 
 pub use ollama_api::QUEUE_EVENTS;
 
@@ -83,56 +86,38 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     (router, doc)
 }
 
-/// The fields of a native request the service itself needs; the rest passes through untouched.
-#[derive(Deserialize)]
-struct Peek {
-    #[serde(default)]
-    model: String,
-    #[serde(default)]
-    stream: Option<bool>,
-}
-
-fn peek(face: Face, body: &Bytes) -> Result<Peek, FaceError> {
+/// Reads a request body once, refusing keys an engine could read differently from the
+/// platform (`ollama_api::strict`): what is relayed is this reading, encoded again.
+fn read<T: DeserializeOwned>(face: Face, body: &Bytes) -> Result<T, FaceError> {
     if body.is_empty() {
         return Err(FaceError::bad_request(face, "missing request body"));
     }
-    serde_json::from_slice(body).map_err(|e| FaceError::bad_request(face, e.to_string()))
+    strict::from_slice(body).map_err(|e| match e {
+        BodyError::Refused(refusal) => FaceError::body_refused(face, refusal),
+        BodyError::Invalid(e) => FaceError::bad_request(face, e.to_string()),
+    })
 }
 
-fn job(path: &'static str, model: String, body: Bytes, identity: Identity, face: Face) -> Job {
-    let face = match face {
-        Face::Ollama => "ollama",
-        Face::OpenAi => "openai",
-    };
-    Job { path, model, body, identity, face }
-}
-
-/// A generation on the Ollama face: relayed as is.
-async fn ollama_generation(
+/// A generation on the Ollama face: the node's answer is relayed as is.
+async fn ollama_generation<R: NativeRequest + DeserializeOwned>(
     s: AppState,
     who: Identity,
     headers: &HeaderMap,
     path: &'static str,
     body: Bytes,
 ) -> Response {
-    let p = match peek(Face::Ollama, &body) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
+    let run = async {
+        let req: R = read(Face::Ollama, &body)?;
+        let streaming = req.streaming();
+        let job = s.service.job(Face::Ollama, path, who, req).await?;
+        if streaming && headers.get(QUEUE_EVENTS).is_some_and(|v| v == "1" || v == "true") {
+            let mut res = Response::new(s.service.generate_with_queue_events(job));
+            res.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(ndjson::CONTENT_TYPE));
+            return Ok(res);
+        }
+        Ok(passthrough(s.service.generate(Face::Ollama, job).await?))
     };
-    if let Err(e) = s.service.check_model(Face::Ollama, &who, &p.model).await {
-        return e.into_response();
-    }
-    let streaming = p.stream.unwrap_or(true);
-    let job = job(path, p.model, body, who, Face::Ollama);
-    if streaming && headers.get(QUEUE_EVENTS).is_some_and(|v| v == "1" || v == "true") {
-        let mut res = Response::new(s.service.generate_with_queue_events(job));
-        res.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(ndjson::CONTENT_TYPE));
-        return res;
-    }
-    match s.service.generate(Face::Ollama, job).await {
-        Ok(relayed) => passthrough(relayed),
-        Err(e) => e.into_response(),
-    }
+    run.await.unwrap_or_else(|e: FaceError| e.into_response())
 }
 
 /// Chat (`POST /api/chat` of Ollama). Send `x-ollamanet-queue-events: 1` to get
@@ -145,7 +130,7 @@ async fn ollama_chat(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    ollama_generation(s, who, &headers, "/api/chat", body).await
+    ollama_generation::<ChatRequest>(s, who, &headers, "/api/chat", body).await
 }
 
 /// Completion from a prompt (`POST /api/generate` of Ollama).
@@ -157,44 +142,44 @@ async fn ollama_generate(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    ollama_generation(s, who, &headers, "/api/generate", body).await
+    ollama_generation::<GenerateRequest>(s, who, &headers, "/api/generate", body).await
 }
 
-async fn ollama_relay(s: AppState, who: Identity, path: &'static str, body: Bytes) -> Response {
-    let p = match peek(Face::Ollama, &body) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
+async fn ollama_relay<R: NativeRequest + DeserializeOwned>(
+    s: AppState,
+    who: Identity,
+    path: &'static str,
+    body: Bytes,
+) -> Response {
+    let run = async {
+        let req: R = read(Face::Ollama, &body)?;
+        let job = s.service.job(Face::Ollama, path, who, req).await?;
+        Ok(passthrough(s.service.relay(Face::Ollama, job, None).await?))
     };
-    if let Err(e) = s.service.check_model(Face::Ollama, &who, &p.model).await {
-        return e.into_response();
-    }
-    match s.service.relay(Face::Ollama, job(path, p.model, body, who, Face::Ollama), None).await {
-        Ok(relayed) => passthrough(relayed),
-        Err(e) => e.into_response(),
-    }
+    run.await.unwrap_or_else(|e: FaceError| e.into_response())
 }
 
 /// Embeddings (`POST /api/embed` of Ollama).
 #[utoipa::path(post, path = "/ollama/api/embed", tag = "ollama", request_body = Object,
     responses((status = 200, description = "`{model, embeddings, …}`")))]
 async fn ollama_embed(State(s): State<AppState>, CurrentUser(who): CurrentUser, body: Bytes) -> Response {
-    ollama_relay(s, who, "/api/embed", body).await
+    ollama_relay::<EmbedRequest>(s, who, "/api/embed", body).await
 }
 
 /// Legacy single embedding (`POST /api/embeddings` of Ollama).
 #[utoipa::path(post, path = "/ollama/api/embeddings", tag = "ollama", request_body = Object,
     responses((status = 200, description = "`{embedding}`")))]
 async fn ollama_embeddings(State(s): State<AppState>, CurrentUser(who): CurrentUser, body: Bytes) -> Response {
-    ollama_relay(s, who, "/api/embeddings", body).await
+    ollama_relay::<EmbeddingsRequest>(s, who, "/api/embeddings", body).await
 }
 
 /// Model details (`POST /api/show` of Ollama), from a node that has the model.
 #[utoipa::path(post, path = "/ollama/api/show", tag = "ollama", request_body = Object,
     responses((status = 200, description = "As Ollama's `/api/show`")))]
 async fn ollama_show(State(s): State<AppState>, CurrentUser(who): CurrentUser, body: Bytes) -> Response {
-    let req: ShowRequest = match serde_json::from_slice(&body) {
+    let req: ShowRequest = match read(Face::Ollama, &body) {
         Ok(r) => r,
-        Err(e) => return FaceError::bad_request(Face::Ollama, e.to_string()).into_response(),
+        Err(e) => return e.into_response(),
     };
     if let Err(e) = s.service.check_model(Face::Ollama, &who, &req.model).await {
         return e.into_response();
@@ -254,23 +239,15 @@ async fn ollama_version(State(s): State<AppState>, CurrentUser(_): CurrentUser) 
 
 // ---- OpenAI face ----
 
-fn openai_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, FaceError> {
-    serde_json::from_slice(body).map_err(|e| FaceError::bad_request(Face::OpenAi, e.to_string()))
-}
-
 /// Relays a native request built from an OpenAI one; a non-200 answer becomes an OpenAI error.
-async fn openai_relay<T: Serialize>(
+async fn openai_relay(
     s: &AppState,
     who: Identity,
     path: &'static str,
-    model: &str,
-    native: &T,
+    native: impl NativeRequest,
     generation: bool,
 ) -> Result<Relayed, FaceError> {
-    s.service.check_model(Face::OpenAi, &who, model).await?;
-    let body =
-        Bytes::from(serde_json::to_vec(native).map_err(|e| FaceError::bad_request(Face::OpenAi, e.to_string()))?);
-    let job = job(path, model.to_owned(), body, who, Face::OpenAi);
+    let job = s.service.job(Face::OpenAi, path, who, native).await?;
     let relayed = if generation {
         s.service.generate(Face::OpenAi, job).await?
     } else {
@@ -300,12 +277,11 @@ async fn native_json<T: serde::de::DeserializeOwned>(relayed: Relayed) -> Result
     responses((status = 200, description = "`chat.completion`, or server-sent `chat.completion.chunk`s")))]
 async fn openai_chat(State(s): State<AppState>, CurrentUser(who): CurrentUser, body: Bytes) -> Response {
     let run = async {
-        let req: openai::ChatCompletionRequest = openai_body(&body)?;
+        let req: openai::ChatCompletionRequest = read(Face::OpenAi, &body)?;
         let (streaming, usage) = (req.stream, req.stream_options.as_ref().is_some_and(|o| o.include_usage));
-        let model = req.model.clone();
         let mut native = convert::chat_request(req).map_err(|e| FaceError::bad_request(Face::OpenAi, e.to_string()))?;
         native.stream = Some(streaming);
-        let relayed = openai_relay(&s, who, "/api/chat", &model, &native, true).await?;
+        let relayed = openai_relay(&s, who, "/api/chat", native, true).await?;
         let id = convert::new_id("chatcmpl");
         if streaming {
             let mut chunks = convert::ChatStream::new(id, convert::unix_now(), usage);
@@ -324,12 +300,11 @@ async fn openai_chat(State(s): State<AppState>, CurrentUser(who): CurrentUser, b
     responses((status = 200, description = "`text_completion`, or server-sent ones")))]
 async fn openai_completions(State(s): State<AppState>, CurrentUser(who): CurrentUser, body: Bytes) -> Response {
     let run = async {
-        let req: openai::CompletionRequest = openai_body(&body)?;
+        let req: openai::CompletionRequest = read(Face::OpenAi, &body)?;
         let (streaming, usage) = (req.stream, req.stream_options.as_ref().is_some_and(|o| o.include_usage));
-        let model = req.model.clone();
         let mut native = convert::completion_request(req);
         native.stream = Some(streaming);
-        let relayed = openai_relay(&s, who, "/api/generate", &model, &native, true).await?;
+        let relayed = openai_relay(&s, who, "/api/generate", native, true).await?;
         let id = convert::new_id("cmpl");
         if streaming {
             let mut chunks = convert::CompletionStream::new(id, convert::unix_now(), usage);
@@ -348,10 +323,10 @@ async fn openai_completions(State(s): State<AppState>, CurrentUser(who): Current
     responses((status = 200, description = "An embedding `list`")))]
 async fn openai_embeddings(State(s): State<AppState>, CurrentUser(who): CurrentUser, body: Bytes) -> Response {
     let run = async {
-        let req: openai::EmbeddingRequest = openai_body(&body)?;
+        let req: openai::EmbeddingRequest = read(Face::OpenAi, &body)?;
         let (model, format) = (req.model.clone(), req.encoding_format.unwrap_or_default());
         let native = convert::embed_request(req).map_err(|e| FaceError::bad_request(Face::OpenAi, e.to_string()))?;
-        let relayed = openai_relay(&s, who, "/api/embed", &model, &native, false).await?;
+        let relayed = openai_relay(&s, who, "/api/embed", native, false).await?;
         let answer: EmbedResponse = native_json(relayed).await?;
         Ok(Json(convert::embedding_list(&model, answer, format)).into_response())
     };

@@ -11,6 +11,7 @@ mod engines;
 mod error;
 pub mod fleet;
 mod http;
+pub mod limits;
 mod relay;
 mod service;
 pub mod usage;
@@ -24,7 +25,7 @@ use kit::outbox::Outbox;
 use kit::service::{ServiceContext, ServiceHandle};
 use kit::upstream::Upstream;
 
-pub use access::{CatalogAccess, ModelAccess, Open};
+pub use access::{CatalogAccess, ModelAccess, Open, Uncatalogued};
 pub use config::InferenceConfig;
 pub use error::InferenceError;
 pub use fleet::{Fleet, LOCAL, NodeStatus};
@@ -105,6 +106,7 @@ pub async fn start(
         access,
         usage: UsageSink::new(db.clone(), outbox),
         first_byte_timeout: config.first_byte_timeout,
+        limits: config.limits.clone(),
     });
     let (router, openapi) = http::router(http::AppState { service, authn: ctx.authn.clone() });
     let readiness = Readiness::default().with(Dependency::Database(NAME, db));

@@ -9,12 +9,15 @@ use bytes::Bytes;
 use futures::StreamExt;
 use http::StatusCode;
 use kit::authn::Identity;
+use ollama_api::types::{ChatRequest, EmbedRequest, EmbeddingsRequest, GenerateRequest};
+use serde::Serialize;
 
 use crate::access::ModelAccess;
 use crate::admission::Admission;
 use crate::engines::Engines;
 use crate::error::{Face, FaceError};
 use crate::fleet::Fleet;
+use crate::limits::{LoadLimits, LoadSettings};
 use crate::relay::{self, Job, Relayed};
 use crate::usage::UsageSink;
 
@@ -25,7 +28,36 @@ pub struct Service {
     pub access: Arc<dyn ModelAccess>,
     pub usage: UsageSink,
     pub first_byte_timeout: Duration,
+    pub limits: LoadLimits,
 }
+
+/// A native request the service relays to a node.
+pub trait NativeRequest: LoadSettings + Serialize {
+    fn model(&self) -> &str;
+    /// Whether the node will answer with a stream (Ollama streams unless told not to).
+    fn streaming(&self) -> bool;
+}
+
+macro_rules! native_request {
+    ($($t:ty => $streaming:expr),*) => {$(
+        impl NativeRequest for $t {
+            fn model(&self) -> &str {
+                &self.model
+            }
+
+            fn streaming(&self) -> bool {
+                ($streaming)(self)
+            }
+        }
+    )*};
+}
+
+native_request!(
+    ChatRequest => ChatRequest::is_streaming,
+    GenerateRequest => GenerateRequest::is_streaming,
+    EmbedRequest => |_: &EmbedRequest| false,
+    EmbeddingsRequest => |_: &EmbeddingsRequest| false
+);
 
 /// The one `{"queue_position": n}` line a streaming caller that asked for queue events gets
 /// each time its place changes.
@@ -59,6 +91,27 @@ impl Service {
             return Err(FaceError::not_found(face, model));
         }
         Ok(())
+    }
+
+    /// The job for a request read from a caller (see `ollama_api::strict`): its model checked, its
+    /// load settings limited, and encoded again, so that the node receives exactly what was
+    /// checked.
+    pub async fn job(
+        &self,
+        face: Face,
+        path: &'static str,
+        who: Identity,
+        mut req: impl NativeRequest,
+    ) -> Result<Job, FaceError> {
+        self.check_model(face, &who, req.model()).await?;
+        self.limits.apply(&who, &mut req);
+        let body = serde_json::to_vec(&req)
+            .map_err(|e| FaceError::new(face, StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let face = match face {
+            Face::Ollama => "ollama",
+            Face::OpenAi => "openai",
+        };
+        Ok(Job { path, model: req.model().to_owned(), body: body.into(), identity: who, face })
     }
 
     /// A generation: waits for a slot, then relays. The slot is held until the answer's body

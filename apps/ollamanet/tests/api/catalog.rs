@@ -455,3 +455,127 @@ async fn a_model_named_with_a_namespace_is_reached_on_every_route() {
     let (status, _) = d.call(Method::GET, &format!("/api/explore/models/{name}"), None, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// The models `token` may use, as `/ollama/api/tags` and `/v1/models` list them (the two must
+/// agree).
+async fn usable(d: &Deployment, token: &str) -> Vec<String> {
+    let (_, tags) = d.call(Method::GET, "/ollama/api/tags", Some(token), None).await;
+    let mut listed: Vec<String> =
+        tags["models"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap().to_owned()).collect();
+    let (_, models) = d.call(Method::GET, "/v1/models", Some(token), None).await;
+    let mut openai: Vec<String> =
+        models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect();
+    listed.sort();
+    openai.sort();
+    assert_eq!(listed, openai, "/ollama/api/tags and /v1/models");
+    listed
+}
+
+/// Pulls `model` onto the only node and waits for the pull to finish.
+async fn pull_onto_the_node(d: &Deployment, admin: &str, model: &str) {
+    let (_, nodes) = d.call(Method::GET, "/api/admin/engines", Some(admin), None).await;
+    let pull = format!("/api/admin/engines/{}/pull", nodes["items"][0]["id"].as_str().unwrap());
+    let res = d.client.post(d.at(&pull)).bearer_auth(admin).json(&json!({"model": model})).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let events = crate::helpers::SseReader::new(res).rest().await;
+    assert_eq!(events.last().map(|e| e.event.as_str()), Some("done"), "{events:?}");
+}
+
+/// On a listener other machines can reach, the default keeps a model an admin pulls for admins
+/// until it is catalogued: users neither see it nor reach it on any path.
+#[tokio::test]
+async fn a_pulled_uncatalogued_model_is_for_admins_by_default_on_a_reachable_listener() {
+    let node = FakeOllama::start("fresh", &["known"]).await;
+    let d = platform_on(&[&node], |c| c.listen = "0.0.0.0:8080".into()).await;
+    let admin = d.admin_token("root").await;
+    let user = d.user_token("ulla").await;
+    create_model(&d, &admin, json!({"name": "known"})).await;
+    pull_onto_the_node(&d, &admin, "newcomer").await;
+
+    assert_eq!(usable(&d, &user).await, ["known:latest"]);
+    assert_eq!(usable(&d, &admin).await, ["known:latest", "newcomer:latest"]);
+    let chat = json!({"model": "newcomer", "stream": false, "messages": [{"role": "user", "content": "hi"}]});
+    for (path, body) in [
+        ("/ollama/api/chat", chat.clone()),
+        ("/ollama/api/generate", json!({"model": "newcomer", "stream": false, "prompt": "hi"})),
+        ("/ollama/api/embed", json!({"model": "newcomer", "input": "hi"})),
+        ("/ollama/api/show", json!({"model": "newcomer"})),
+        ("/v1/chat/completions", json!({"model": "newcomer", "messages": [{"role": "user", "content": "hi"}]})),
+        ("/v1/embeddings", json!({"model": "newcomer", "input": "hi"})),
+    ] {
+        let (status, answer) = d.call(Method::POST, path, Some(&user), Some(body.clone())).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {answer}");
+        let (status, answer) = d.call(Method::POST, path, Some(&admin), Some(body)).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {answer}");
+    }
+    let (status, _) = d.call(Method::GET, "/v1/models/newcomer", Some(&user), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let ran_for_admin = node.models_asked().len();
+
+    // In a conversation the reply fails as "not found", and nothing reaches the engine.
+    let (status, c) = d.call(Method::POST, "/api/conversations", Some(&user), Some(json!({"model": "newcomer"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{c}");
+    let path = format!("/api/conversations/{}/messages", c["id"].as_str().unwrap());
+    let (status, body) =
+        d.call(Method::POST, &path, Some(&user), Some(json!({"content": "hi", "stream": false}))).await;
+    assert_eq!((status, body["reply"]["status"].as_str()), (StatusCode::OK, Some("failed")), "{body}");
+    assert!(body["reply"]["error"].as_str().unwrap().contains("not found"), "{body}");
+    assert_eq!(node.models_asked().len(), ran_for_admin, "no request of the user's reached the node");
+
+    // Catalogued, it is what its rule says.
+    create_model(&d, &admin, json!({"name": "newcomer"})).await;
+    assert_eq!(usable(&d, &user).await, ["known:latest", "newcomer:latest"]);
+    let (status, body) = d.call(Method::POST, "/ollama/api/chat", Some(&user), Some(chat)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// `inference.uncatalogued = "users"` opens uncatalogued models to every account, whatever the
+/// listener.
+#[tokio::test]
+async fn with_uncatalogued_users_a_pulled_model_is_open_to_every_account() {
+    let node = FakeOllama::start("fresh", &["known"]).await;
+    let d = platform_on(&[&node], |c| {
+        c.listen = "0.0.0.0:8080".into();
+        c.inference.uncatalogued = Some(ollamanet_inference::Uncatalogued::Users);
+    })
+    .await;
+    let admin = d.admin_token("root").await;
+    let user = d.user_token("ulla").await;
+    pull_onto_the_node(&d, &admin, "newcomer").await;
+    assert_eq!(usable(&d, &user).await, ["known:latest", "newcomer:latest"]);
+    let chat = json!({"model": "newcomer", "stream": false, "messages": [{"role": "user", "content": "hi"}]});
+    let (status, body) = d.call(Method::POST, "/ollama/api/chat", Some(&user), Some(chat)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// `ollamanet models demo` catalogues the demo models for every account, so that they work out
+/// of the box on a listener where uncatalogued models are for admins.
+#[tokio::test]
+async fn the_demo_models_are_catalogued_for_every_account() {
+    let infra = TestInfra::new().await;
+    let mut config = base_config(&infra);
+    engine_config(&mut config);
+    let file = infra.data_dir().join("demo.toml");
+    std::fs::create_dir_all(infra.data_dir()).unwrap();
+    std::fs::write(&file, ollamanet::config::to_toml(&config, false)).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ollamanet"))
+        .args(["--config", file.to_str().unwrap(), "models", "demo"])
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .env_remove("AMQP_URL")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    config.listen = "0.0.0.0:8080".into();
+    let d = Deployment::start_with(Mode::AllInOne, infra, config).await;
+    let user = d.user_token("ulla").await;
+    assert_eq!(usable(&d, &user).await, ["all-minilm:latest", "smollm2:135m"]);
+    let (status, body) = d
+        .call(Method::POST, "/ollama/api/embed", Some(&user), Some(json!({"model": "all-minilm", "input": "hi"})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, page) = d.call(Method::GET, "/api/explore/models", None, None).await;
+    assert_eq!(names(&page), ["all-minilm:latest", "smollm2:135m"], "public in the catalog");
+}

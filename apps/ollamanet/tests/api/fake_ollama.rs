@@ -2,11 +2,16 @@
 //! the inference service drives. It speaks Ollama's wire format for the endpoints the platform
 //! uses, answers with its own name in every generation (so tests can tell which node answered),
 //! and can hold a stream open until the test releases it, or die.
+//!
+//! It reads request bodies as Ollama does, with Go's `encoding/json`: an object's keys match a
+//! request's fields regardless of case (Unicode simple folding: `ſ` is an `s`, the Kelvin sign a
+//! `k`), the last of several matching keys wins, and `options` is a map whose keys match exactly
+//! (again the last wins). What it ran is what such a server would have run.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -27,8 +32,11 @@ struct Node {
     /// When set, a stream stops after its first chunk until released.
     gate: Option<Arc<Notify>>,
     generations: Arc<Mutex<usize>>,
-    /// Every chat request's body, in arrival order.
+    /// Every chat request's body as Go reads it, in arrival order.
     chats: Arc<Mutex<Vec<Value>>>,
+    /// Every request to a model (chat, generate, embed, embeddings, show) as Go reads it, with
+    /// its path, in arrival order.
+    requests: Arc<Mutex<Vec<(&'static str, Value)>>>,
     /// Pull requests received.
     pulls: Arc<Mutex<usize>>,
 }
@@ -39,6 +47,7 @@ pub struct FakeOllama {
     gate: Option<Arc<Notify>>,
     generations: Arc<Mutex<usize>>,
     chats: Arc<Mutex<Vec<Value>>>,
+    requests: Arc<Mutex<Vec<(&'static str, Value)>>>,
     pulls: Arc<Mutex<usize>>,
     stop: CancellationToken,
     server: tokio::task::JoinHandle<()>,
@@ -69,6 +78,7 @@ impl FakeOllama {
             gate: node.gate,
             generations: node.generations,
             chats: node.chats,
+            requests: node.requests,
             pulls: node.pulls,
             stop,
             server,
@@ -89,6 +99,16 @@ impl FakeOllama {
     /// The bodies of the chat requests received so far.
     pub fn chats(&self) -> Vec<Value> {
         self.chats.lock().unwrap().clone()
+    }
+
+    /// The requests to a model received so far (path, body as Go reads it).
+    pub fn requests(&self) -> Vec<(&'static str, Value)> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// The models the requests received so far named, as Go reads them (`name:tag`).
+    pub fn models_asked(&self) -> Vec<String> {
+        self.requests().iter().map(|(_, body)| full(body["model"].as_str().unwrap_or_default())).collect()
     }
 
     pub fn pulls(&self) -> usize {
@@ -119,6 +139,7 @@ impl Node {
             gate: gated.then(|| Arc::new(Notify::new())),
             generations: Arc::default(),
             chats: Arc::default(),
+            requests: Arc::default(),
             pulls: Arc::default(),
         }
     }
@@ -132,6 +153,7 @@ fn router(node: &Node) -> Router {
         .route("/api/chat", post(chat))
         .route("/api/generate", post(generate))
         .route("/api/embed", post(embed))
+        .route("/api/embeddings", post(embeddings))
         .route("/api/show", post(show))
         .route("/api/pull", post(pull))
         .route("/api/delete", delete(remove))
@@ -242,15 +264,25 @@ where
     }))
 }
 
-async fn chat(State(n): State<Node>, Json(req): Json<Value>) -> Response {
-    generation(n, req, true).await
+async fn chat(State(n): State<Node>, body: Bytes) -> Response {
+    match n.read("/api/chat", &body) {
+        Ok(req) => generation(n, req, true).await,
+        Err(e) => e.into_response(),
+    }
 }
 
-async fn generate(State(n): State<Node>, Json(req): Json<Value>) -> Response {
-    generation(n, req, false).await
+async fn generate(State(n): State<Node>, body: Bytes) -> Response {
+    match n.read("/api/generate", &body) {
+        Ok(req) => generation(n, req, false).await,
+        Err(e) => e.into_response(),
+    }
 }
 
-async fn embed(State(n): State<Node>, Json(req): Json<Value>) -> Response {
+async fn embed(State(n): State<Node>, body: Bytes) -> Response {
+    let req = match n.read("/api/embed", &body) {
+        Ok(req) => req,
+        Err(e) => return e.into_response(),
+    };
     let model = full(req["model"].as_str().unwrap_or_default());
     if !n.models.lock().unwrap().contains(&model) {
         return not_found(&model);
@@ -262,6 +294,18 @@ async fn embed(State(n): State<Node>, Json(req): Json<Value>) -> Response {
     let embeddings: Vec<Value> = texts.iter().map(|t| json!(bag_of_words(t))).collect();
     Json(json!({"model": model, "embeddings": embeddings, "total_duration": 1000, "prompt_eval_count": 2}))
         .into_response()
+}
+
+async fn embeddings(State(n): State<Node>, body: Bytes) -> Response {
+    let req = match n.read("/api/embeddings", &body) {
+        Ok(req) => req,
+        Err(e) => return e.into_response(),
+    };
+    let model = full(req["model"].as_str().unwrap_or_default());
+    if !n.models.lock().unwrap().contains(&model) {
+        return not_found(&model);
+    }
+    Json(json!({"embedding": bag_of_words(req["prompt"].as_str().unwrap_or_default())})).into_response()
 }
 
 /// A stand-in for an embedding: the text's words hashed into 64 dimensions, so texts sharing
@@ -281,8 +325,13 @@ fn bag_of_words(text: &str) -> Vec<f32> {
     v
 }
 
-async fn show(State(n): State<Node>, Json(req): Json<Value>) -> Response {
-    let model = full(req["model"].as_str().unwrap_or_default());
+async fn show(State(n): State<Node>, body: Bytes) -> Response {
+    let req = match n.read("/api/show", &body) {
+        Ok(req) => req,
+        Err(e) => return e.into_response(),
+    };
+    // Ollama reads the deprecated `name` when `model` is empty.
+    let model = full(req["model"].as_str().filter(|m| !m.is_empty()).or(req["name"].as_str()).unwrap_or_default());
     if !n.models.lock().unwrap().contains(&model) {
         return not_found(&model);
     }
@@ -349,6 +398,133 @@ async fn remove(State(n): State<Node>, Json(req): Json<Value>) -> Response {
             StatusCode::OK.into_response()
         }
         None => not_found(&model),
+    }
+}
+
+impl Node {
+    /// Reads a request body as Ollama does and records it; a body Go would not decode is Ollama's
+    /// 400.
+    fn read(&self, path: &'static str, body: &[u8]) -> Result<Value, (StatusCode, Json<Value>)> {
+        let raw: Raw = serde_json::from_slice(body)
+            .map_err(|e| (StatusCode::BAD_REQUEST, Json(json!({"error": e.to_string()}))))?;
+        let req = go_struct(raw, REQUEST_FIELDS);
+        self.requests.lock().unwrap().push((path, req.clone()));
+        Ok(req)
+    }
+}
+
+/// The fields of Ollama's request structs this double reads (`api.ChatRequest`,
+/// `GenerateRequest`, `EmbedRequest`, `EmbeddingsRequest`, `ShowRequest`), and of `api.Message`.
+const REQUEST_FIELDS: &[&str] = &[
+    "model",
+    "name",
+    "messages",
+    "prompt",
+    "input",
+    "system",
+    "stream",
+    "keep_alive",
+    "options",
+    "format",
+    "tools",
+    "think",
+    "raw",
+    "images",
+];
+const MESSAGE_FIELDS: &[&str] = &["role", "content", "thinking", "images", "tool_calls", "tool_name"];
+
+/// JSON as Go's decoder walks it: an object keeps every key, in order, repeats included.
+enum Raw {
+    Object(Vec<(String, Raw)>),
+    Array(Vec<Raw>),
+    Scalar(Value),
+}
+
+impl<'de> serde::Deserialize<'de> for Raw {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Raw;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Raw, A::Error> {
+                let mut entries = Vec::new();
+                while let Some((k, v)) = m.next_entry::<String, Raw>()? {
+                    entries.push((k, v));
+                }
+                Ok(Raw::Object(entries))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<Raw, A::Error> {
+                let mut items = Vec::new();
+                while let Some(v) = s.next_element::<Raw>()? {
+                    items.push(v);
+                }
+                Ok(Raw::Array(items))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Raw, E> {
+                Ok(Raw::Scalar(json!(v)))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Raw, E> {
+                Ok(Raw::Scalar(json!(v)))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Raw, E> {
+                Ok(Raw::Scalar(json!(v)))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Raw, E> {
+                Ok(Raw::Scalar(json!(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Raw, E> {
+                Ok(Raw::Scalar(json!(v)))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Raw, E> {
+                Ok(Raw::Scalar(Value::Null))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Go's case folding of a key, as far as these tests need it: each character to its lower case
+/// by way of its upper case, which takes `ſ` to `s` and the Kelvin sign to `k` as Go's simple
+/// folding does.
+fn go_fold(key: &str) -> String {
+    key.chars()
+        .flat_map(|c| {
+            let mut upper = c.to_uppercase();
+            match (upper.next(), upper.next()) {
+                (Some(u), None) => u.to_lowercase().collect::<Vec<_>>(),
+                _ => vec![c],
+            }
+        })
+        .collect()
+}
+
+/// An object decoded into a Go struct with `fields`: an exact key first, else one that folds to
+/// the field; the last one wins; unknown keys are dropped.
+fn go_struct(raw: Raw, fields: &[&str]) -> Value {
+    let Raw::Object(entries) = raw else { return go_value(raw) };
+    let mut out = serde_json::Map::new();
+    for (key, value) in entries {
+        let field = fields.iter().find(|f| **f == key).or_else(|| fields.iter().find(|f| go_fold(f) == go_fold(&key)));
+        let Some(field) = field else { continue };
+        let value = match (*field, value) {
+            ("messages", Raw::Array(items)) => {
+                Value::Array(items.into_iter().map(|m| go_struct(m, MESSAGE_FIELDS)).collect())
+            }
+            (_, v) => go_value(v),
+        };
+        out.insert((*field).to_owned(), value);
+    }
+    Value::Object(out)
+}
+
+/// Any other value, its objects decoded into Go maps: exact keys, the last one wins.
+fn go_value(raw: Raw) -> Value {
+    match raw {
+        Raw::Object(entries) => Value::Object(entries.into_iter().map(|(k, v)| (k, go_value(v))).collect()),
+        Raw::Array(items) => Value::Array(items.into_iter().map(go_value).collect()),
+        Raw::Scalar(v) => v,
     }
 }
 

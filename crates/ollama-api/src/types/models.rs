@@ -15,11 +15,19 @@ use super::common::{OneOrMany, Options, is_false, nullable};
 /// Requests that name a model accept the deprecated `name` key, which Ollama reads when `model`
 /// is empty. Ollama's own Go client sends both (`"name": ""`), so a plain serde alias would
 /// reject it as a duplicate; instead `name` is folded into `model` before the fields are read.
+/// The object is read as a struct with the type's fields and `name`, so that
+/// [`crate::strict::from_slice`] checks its keys as it does any struct's.
 macro_rules! accepts_legacy_name {
     ($t:ty) => {
         impl<'de> Deserialize<'de> for $t {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let mut map = Map::<String, Value>::deserialize(deserializer)?;
+                static FIELDS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+                let fields = FIELDS.get_or_init(|| {
+                    let mut fields = crate::strict::declared_fields(<$t>::deserialize).to_vec();
+                    fields.push("name");
+                    fields
+                });
+                let mut map = deserializer.deserialize_struct(stringify!($t), fields, ObjectVisitor)?;
                 if let Some(Value::String(name)) = map.remove("name") {
                     let model_empty = map.get("model").is_none_or(|m| m.as_str() == Some(""));
                     if model_empty && !name.is_empty() {
@@ -36,6 +44,25 @@ macro_rules! accepts_legacy_name {
             }
         }
     };
+}
+
+/// A JSON object, whatever fields it was asked for as.
+struct ObjectVisitor;
+
+impl<'de> de::Visitor<'de> for ObjectVisitor {
+    type Value = Map<String, Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
+        let mut map = Map::new();
+        while let Some((key, value)) = access.next_entry::<String, Value>()? {
+            map.insert(key, value);
+        }
+        Ok(map)
+    }
 }
 
 /// What a model is, as `/api/tags`, `/api/show` and `/api/ps` describe it.
