@@ -185,7 +185,7 @@ impl App {
             bail!("--announce announces this process's engine: add engine to --only");
         }
         if let Some(ctx) = ctx.as_ref().filter(|_| services.contains(&Service::Inference)) {
-            let uncatalogued = config.inference.uncatalogued_for(&config.listen);
+            let uncatalogued = config.inference.uncatalogued_for(crate::doctor::exposed(&config.listen));
             let access = ollamanet_inference::CatalogAccess::start(&platform, uncatalogued)
                 .await
                 .context("opening the catalog")?;

@@ -118,6 +118,16 @@ pub fn check(config: &AppConfig, services: &[Service]) -> Vec<Finding> {
             }
         }
     }
+    if runs(Service::Inference)
+        && exposed
+        && config.inference.uncatalogued == Some(ollamanet_inference::Uncatalogued::Users)
+    {
+        say(
+            Severity::Warning,
+            "inference.uncatalogued",
+            "is \"users\": every account may use any model pulled onto an engine before an admin catalogues it".into(),
+        );
+    }
     if runs(Service::Web) && exposed && !config.web.secure_cookies {
         say(
             Severity::Unsafe,
@@ -161,5 +171,17 @@ mod tests {
         assert!(findings.iter().all(|f| f.setting != "auth.mail.transport" || f.message.contains("reset")));
         let without_auth = check(&config, &[Service::Gateway]);
         assert!(without_auth.iter().all(|f| f.setting != "auth.mail.transport"), "only where auth runs");
+    }
+
+    #[test]
+    fn uncatalogued_models_open_to_users_on_an_exposed_listener_are_reported() {
+        let mut config = AppConfig { listen: "0.0.0.0:8080".into(), ..AppConfig::default() };
+        let reported =
+            |config: &AppConfig| check(config, &Service::ALL).iter().any(|f| f.setting == "inference.uncatalogued");
+        assert!(!reported(&config), "the default keeps them for admins there");
+        config.inference.uncatalogued = Some(ollamanet_inference::Uncatalogued::Users);
+        assert!(reported(&config));
+        config.listen = "127.0.0.1:8080".into();
+        assert!(!reported(&config));
     }
 }

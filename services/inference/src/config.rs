@@ -40,27 +40,18 @@ pub struct InferenceConfig {
     pub limits: LoadLimits,
     /// Who may use a model some engine has but the catalog does not describe: `users` (every
     /// signed-in account) or `admins`. Unset: `users` when the process listens on a loopback
-    /// address only, else `admins` (see [`InferenceConfig::uncatalogued_for`]).
+    /// address, else `admins` (see [`InferenceConfig::uncatalogued_for`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uncatalogued: Option<Uncatalogued>,
 }
 
 impl InferenceConfig {
-    /// `uncatalogued`, or when unset what suits a process listening on `listen`: only a
-    /// listener no other machine can reach (127.0.0.0/8, `::1`, `localhost`) leaves uncatalogued
-    /// models open to every account; a wildcard, a public or private address, or a host name
-    /// keeps them for admins until an admin catalogues them.
-    pub fn uncatalogued_for(&self, listen: &str) -> Uncatalogued {
-        self.uncatalogued
-            .unwrap_or_else(|| if is_loopback(listen) { Uncatalogued::Users } else { Uncatalogued::Admins })
+    /// `uncatalogued`, or when unset what suits the process's listener: only one that no other
+    /// machine can reach (`exposed` false: loopback) leaves uncatalogued models open to every
+    /// account; any other keeps them for admins until an admin catalogues them.
+    pub fn uncatalogued_for(&self, exposed: bool) -> Uncatalogued {
+        self.uncatalogued.unwrap_or(if exposed { Uncatalogued::Admins } else { Uncatalogued::Users })
     }
-}
-
-fn is_loopback(listen: &str) -> bool {
-    if let Ok(addr) = listen.parse::<std::net::SocketAddr>() {
-        return addr.ip().is_loopback();
-    }
-    listen.rsplit_once(':').is_some_and(|(host, _)| host.eq_ignore_ascii_case("localhost"))
 }
 
 impl Default for InferenceConfig {
@@ -88,20 +79,11 @@ mod tests {
     #[test]
     fn uncatalogued_models_are_for_admins_unless_only_this_machine_listens() {
         let config = InferenceConfig::default();
-        for (listen, expected) in [
-            ("127.0.0.1:8080", Uncatalogued::Users),
-            ("127.0.0.2:0", Uncatalogued::Users),
-            ("[::1]:8080", Uncatalogued::Users),
-            ("localhost:8080", Uncatalogued::Users),
-            ("0.0.0.0:8080", Uncatalogued::Admins),
-            ("[::]:8080", Uncatalogued::Admins),
-            ("192.168.1.5:8080", Uncatalogued::Admins),
-            ("gpu-box:8080", Uncatalogued::Admins),
-            ("nonsense", Uncatalogued::Admins),
-        ] {
-            assert_eq!(config.uncatalogued_for(listen), expected, "{listen}");
-        }
+        assert_eq!(config.uncatalogued_for(false), Uncatalogued::Users);
+        assert_eq!(config.uncatalogued_for(true), Uncatalogued::Admins);
         let open = InferenceConfig { uncatalogued: Some(Uncatalogued::Users), ..InferenceConfig::default() };
-        assert_eq!(open.uncatalogued_for("0.0.0.0:8080"), Uncatalogued::Users);
+        assert_eq!(open.uncatalogued_for(true), Uncatalogued::Users);
+        let closed = InferenceConfig { uncatalogued: Some(Uncatalogued::Admins), ..InferenceConfig::default() };
+        assert_eq!(closed.uncatalogued_for(false), Uncatalogued::Admins);
     }
 }
