@@ -105,7 +105,9 @@ impl Platform {
         let bus_secret = match (&config.amqp_url, &config.bus_secret) {
             (None, _) => None,
             (Some(_), None) => return Err(PlatformError::NoBusSecret),
-            (Some(_), Some(secret)) => Some(secret.check().map(|()| secret.clone()).map_err(PlatformError::WeakBusSecret)?),
+            (Some(_), Some(secret)) => {
+                Some(secret.check().map(|()| secret.clone()).map_err(PlatformError::WeakBusSecret)?)
+            }
         };
         std::fs::create_dir_all(&config.data_dir).map_err(|e| PlatformError::DataDir(config.data_dir.clone(), e))?;
         // Metrics recorded before the recorder exists are lost: install it first.
@@ -236,7 +238,8 @@ mod tests {
             "redis_url": "redis://cache:6379",
             "ops_token": "t0k3n",
             "engine": {"key": "k3y", "keep_alive": "5m"},
-            "inference": {"engine_key": "k3y"}
+            "inference": {"engine_key": "k3y"},
+            "bus_secret": "0123456789abcdef0123456789abcdef"
         });
         redact(&mut v);
         assert_eq!(v["database_url"], "postgres://app:***@db:5432/x");
@@ -249,6 +252,7 @@ mod tests {
         assert_eq!(v["engine"]["key"], "***");
         assert_eq!(v["engine"]["keep_alive"], "5m");
         assert_eq!(v["inference"]["engine_key"], "***");
+        assert_eq!(v["bus_secret"], "***");
     }
 
     #[test]

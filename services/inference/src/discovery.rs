@@ -70,7 +70,8 @@ pub struct NodeHeartbeat {
 pub async fn resume(fleet: &Fleet, platform: &Platform, config: &InferenceConfig) {
     for url in fleet::remembered(&platform.cache).await {
         if let Ok(url) = config.announce_policy.check(&url).await
-            && let Ok(upstream) = Upstream::http_resolving(std::slice::from_ref(&url), config.announce_policy.connector())
+            && let Ok(upstream) =
+                Upstream::http_resolving(std::slice::from_ref(&url), config.announce_policy.connector())
         {
             let node = fleet.add(Some(&url), Source::Announced, upstream, config.node_capacity);
             fleet.announced(&node, None);

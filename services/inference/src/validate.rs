@@ -303,19 +303,29 @@ mod tests {
     }
 
     fn policy(allowed: &[&str], dns: Dns) -> UrlPolicy {
-        UrlPolicy { allowed_hosts: allowed.iter().map(|a| a.parse().unwrap()).collect(), allow_private: false, resolver: dns }
+        UrlPolicy {
+            allowed_hosts: allowed.iter().map(|a| a.parse().unwrap()).collect(),
+            allow_private: false,
+            resolver: dns,
+        }
     }
 
     #[tokio::test]
     async fn nothing_is_allowed_until_the_operator_says_where_engines_live() {
-        let p = UrlPolicy { resolver: FakeDns::with(&[("gpu.example.com", &[&["93.184.216.34"]])]), ..UrlPolicy::default() };
+        let p = UrlPolicy {
+            resolver: FakeDns::with(&[("gpu.example.com", &[&["93.184.216.34"]])]),
+            ..UrlPolicy::default()
+        };
         assert!(matches!(p.check("https://gpu.example.com").await, Err(UrlRefused::NotAllowed(_))));
         assert!(matches!(p.check("https://93.184.216.34").await, Err(UrlRefused::NotAllowed(_))));
     }
 
     #[tokio::test]
     async fn refuses_private_targets_and_foreign_schemes() {
-        let dns = FakeDns::with(&[("localhost", &[&["127.0.0.1", "::1"]]), ("mixed.example.com", &[&["93.184.216.34", "10.0.0.1"]])]);
+        let dns = FakeDns::with(&[
+            ("localhost", &[&["127.0.0.1", "::1"]]),
+            ("mixed.example.com", &[&["93.184.216.34", "10.0.0.1"]]),
+        ]);
         let p = policy(&["*"], dns);
         for bad in [
             "http://127.0.0.1:11434",
@@ -349,7 +359,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_name_that_resolves_into_the_private_network_is_refused() {
-        let dns = FakeDns::with(&[("inside.example.com", &[&["127.0.0.1"]]), ("lan.example.com", &[&["192.168.1.20"]])]);
+        let dns =
+            FakeDns::with(&[("inside.example.com", &[&["127.0.0.1"]]), ("lan.example.com", &[&["192.168.1.20"]])]);
         let p = policy(&["*.example.com"], dns);
         assert_eq!(p.check("http://inside.example.com").await, Err(UrlRefused::Private("127.0.0.1".into())));
         assert_eq!(p.check("http://lan.example.com").await, Err(UrlRefused::Private("192.168.1.20".into())));
@@ -369,7 +380,10 @@ mod tests {
     async fn the_connector_hands_over_exactly_the_checked_addresses() {
         let dns = FakeDns::with(&[("gpu.example.com", &[&["93.184.216.34"]])]);
         let p = policy(&["gpu.example.com"], dns);
-        assert_eq!(p.connector().resolve("gpu.example.com").await.unwrap(), ["93.184.216.34".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            p.connector().resolve("gpu.example.com").await.unwrap(),
+            ["93.184.216.34".parse::<IpAddr>().unwrap()]
+        );
         assert!(p.connector().resolve("other.example.com").await.is_err());
     }
 

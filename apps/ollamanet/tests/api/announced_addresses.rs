@@ -69,10 +69,19 @@ async fn witness() -> (u16, Arc<AtomicUsize>) {
 async fn announce(infra: &kit::config::InfraConfig, url: &str) {
     let engine = kit::config::Platform::new(infra.clone(), "announcer").unwrap();
     engine.bus.wait_connected().await;
-    let beat =
-        NodeHeartbeat { url: url.to_owned(), models: vec!["omega:latest".into()], load: 0, capacity: None, leaving: false };
+    let beat = NodeHeartbeat {
+        url: url.to_owned(),
+        models: vec!["omega:latest".into()],
+        load: 0,
+        capacity: None,
+        leaving: false,
+    };
     let id = uuid::Uuid::now_v7().to_string();
-    engine.bus.publish(DISCOVERY_EXCHANGE, NODE_HEARTBEAT, &id, serde_json::to_vec(&beat).unwrap().into()).await.unwrap();
+    engine
+        .bus
+        .publish(DISCOVERY_EXCHANGE, NODE_HEARTBEAT, &id, serde_json::to_vec(&beat).unwrap().into())
+        .await
+        .unwrap();
     engine.bus.close().await;
 }
 
@@ -108,7 +117,10 @@ async fn announced_names_are_checked_when_announced_and_at_every_connect() {
     // Public when announced: accepted. Loopback when the platform connects: refused there.
     announce(&bus, &format!("http://rebind.engines.example:{port}")).await;
     eventually("the rebinding node to be probed", async || {
-        engines().await.iter().any(|n| n["url"].as_str().unwrap_or_default().contains("rebind") && !n["last_error"].is_null())
+        engines()
+            .await
+            .iter()
+            .any(|n| n["url"].as_str().unwrap_or_default().contains("rebind") && !n["last_error"].is_null())
     })
     .await;
     assert!(dns.asked("rebind.engines.example") >= 2, "resolved again to connect");

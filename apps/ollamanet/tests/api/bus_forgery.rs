@@ -22,7 +22,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::fake_ollama::{FakeOllama, config_with_nodes};
-use crate::helpers::{Deployment, PASSWORD, base_config, client, eventually, spawn_process, wait_for_nodes, without_engine};
+use crate::helpers::{
+    Deployment, PASSWORD, base_config, client, eventually, spawn_process, wait_for_nodes, without_engine,
+};
 
 /// A test double for a server an attacker runs: answers every request and counts them.
 struct Impostor {
@@ -122,7 +124,12 @@ impl Broker {
             .await
             .unwrap();
         self.channel
-            .basic_consume(queue.as_str().into(), "eavesdropper".into(), BasicConsumeOptions::default(), FieldTable::default())
+            .basic_consume(
+                queue.as_str().into(),
+                "eavesdropper".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
             .await
             .unwrap()
     }
@@ -248,7 +255,8 @@ async fn a_leaving_message_never_removes_a_configured_node() {
     broker.publish(NODE_HEARTBEAT, &goodbye, Signed::With(&secret, Duration::ZERO)).await;
     // Then an announcement every instance refuses (nothing is allowed by default): once it is
     // counted, the two goodbyes before it on the same queue have been handled.
-    let refused = UrlChanged { new_url: "http://203.0.113.9:11434".into(), timestamp: None, service_id: None, version: None };
+    let refused =
+        UrlChanged { new_url: "http://203.0.113.9:11434".into(), timestamp: None, service_id: None, version: None };
     broker.publish(URL_CHANGED, &refused, Signed::With(&secret, Duration::ZERO)).await;
     eventually("the inference service to handle the goodbyes", async || {
         let m = kit::telemetry::render_metrics();

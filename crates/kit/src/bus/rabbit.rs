@@ -330,10 +330,11 @@ async fn start_consumer(shared: &Arc<Shared>, live: &Live, consumer: Consumer) -
             };
             let timestamp = *delivery.properties.timestamp();
             let now = crate::timestamp::Timestamp::now().unix_seconds() as u64;
-            let signature = delivery.properties.headers().as_ref().and_then(|h| match h.inner().get(SIGNATURE_HEADER) {
-                Some(AMQPValue::LongString(s)) => std::str::from_utf8(s.as_bytes()).ok(),
-                _ => None,
-            });
+            let signature =
+                delivery.properties.headers().as_ref().and_then(|h| match h.inner().get(SIGNATURE_HEADER) {
+                    Some(AMQPValue::LongString(s)) => std::str::from_utf8(s.as_bytes()).ok(),
+                    _ => None,
+                });
             let checked = guard.check(
                 &Delivered {
                     exchange: delivery.exchange.as_str(),

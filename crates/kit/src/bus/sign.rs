@@ -62,7 +62,15 @@ impl BusSecret {
         crate::authn::hex(&self.mac(exchange, routing_key, id, timestamp, body).finalize().into_bytes())
     }
 
-    fn verify(&self, exchange: &str, routing_key: &str, id: &str, timestamp: u64, body: &[u8], signature: &str) -> bool {
+    fn verify(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        id: &str,
+        timestamp: u64,
+        body: &[u8],
+        signature: &str,
+    ) -> bool {
         let Some(bytes) = unhex(signature) else { return false };
         self.mac(exchange, routing_key, id, timestamp, body).verify_slice(&bytes).is_ok()
     }
