@@ -23,7 +23,7 @@ use serde_json::json;
 
 use crate::fake_ollama::{FakeOllama, config_with_nodes};
 use crate::helpers::{
-    Deployment, PASSWORD, base_config, client, eventually, spawn_process, wait_for_nodes, without_engine,
+    Deployment, OPS_TOKEN, PASSWORD, base_config, client, eventually, spawn_process, wait_for_nodes, without_engine,
 };
 
 /// A test double for a server an attacker runs: answers every request and counts them.
@@ -173,7 +173,8 @@ async fn forged_and_played_back_heartbeats_change_nothing() {
     let (_auth, _) = spawn_process(&infra, &config, "auth").await;
     let (_gateway, url) = spawn_process(&infra, &config, "gateway").await;
     let http = client();
-    let metrics = async || http.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics =
+        async || http.get(format!("{url}/metrics")).bearer_auth(OPS_TOKEN).send().await.unwrap().text().await.unwrap();
 
     let mut registered = false;
     for _ in 0..100 {

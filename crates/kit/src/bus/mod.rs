@@ -19,7 +19,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub use self::sign::{BusSecret, MIN_SECRET_LEN, Rejection, SIGNATURE_HEADER, WINDOW};
+pub use self::sign::{BusSecret, SIGNATURE_HEADER};
 use crate::timestamp::Timestamp;
 
 /// Domain events (`user.*`, `catalog.*`, `usage.*`, …).

@@ -22,9 +22,9 @@ use sha2::Sha256;
 pub const SIGNATURE_HEADER: &str = "x-ollamanet-signature";
 /// How far a discovery message's timestamp may be from the consumer's clock, either way; hosts
 /// sharing a broker keep their clocks in sync (NTP) to well within it.
-pub const WINDOW: Duration = Duration::from_secs(60);
+pub(super) const WINDOW: Duration = Duration::from_secs(60);
 /// A shorter secret is refused: it is a key, not a password.
-pub const MIN_SECRET_LEN: usize = 32;
+const MIN_SECRET_LEN: usize = 32;
 
 /// The secret every process of a deployment shares to sign and check its bus messages.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -91,7 +91,7 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 
 /// Why a message was dropped; the `reason` label of `bus_rejected_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rejection {
+pub(super) enum Rejection {
     /// No signature, timestamp or id.
     Unsigned,
     /// A signature that does not match the message.
@@ -103,7 +103,7 @@ pub enum Rejection {
 }
 
 impl Rejection {
-    pub fn reason(self) -> &'static str {
+    pub(super) fn reason(self) -> &'static str {
         match self {
             Rejection::Unsigned => "unsigned",
             Rejection::BadSignature => "bad_signature",
