@@ -58,7 +58,9 @@ mod tests {
         for private in ["64:ff9b::7f00:1", "64:ff9b::a00:1", "2002:7f00:1::", "2002:c0a8:1::"] {
             assert!(is_private(&private.parse().unwrap()), "{private}");
         }
-        for public in ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "100.128.0.1", "64:ff9b::5db8:d822", "2002:5db8:d822::"] {
+        for public in
+            ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "100.128.0.1", "64:ff9b::5db8:d822", "2002:5db8:d822::"]
+        {
             assert!(!is_private(&public.parse().unwrap()), "{public}");
         }
     }
