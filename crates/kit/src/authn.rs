@@ -187,8 +187,6 @@ pub struct Authenticator {
     /// invalidates the same cache (it runs in this process, or the cache is Redis). Otherwise a
     /// revocation would go unseen for the entry's lifetime, so every request asks the auth service.
     cache_state: bool,
-    issuer: String,
-    audience: String,
     verifier: ArcSwap<Verifier>,
     /// When the JWKS was last fetched; serialises refreshes and rate-limits them.
     jwks_fetched: Mutex<Option<Instant>>,
@@ -209,8 +207,6 @@ impl Authenticator {
             source,
             cache_state: auth_in_process || cache.is_shared(),
             cache,
-            issuer: issuer.to_owned(),
-            audience: audience.to_owned(),
             verifier: ArcSwap::from_pointee(Verifier::new(&Jwks::default(), issuer, audience)),
             jwks_fetched: Mutex::new(None),
             verified: moka::future::Cache::builder().max_capacity(10_000).time_to_live(Duration::from_secs(60)).build(),
@@ -321,7 +317,8 @@ impl Authenticator {
     }
 
     /// Fetches the JWKS again unless it was fetched very recently, so that a flood of tokens with
-    /// made-up key ids cannot turn into a flood of requests to the auth service.
+    /// made-up key ids cannot turn into a flood of requests to the auth service. New keys are
+    /// added; keys already known are pinned (see [`Verifier::with_new_keys`]).
     async fn refresh_jwks(&self) {
         let mut fetched = self.jwks_fetched.lock().await;
         if fetched.is_some_and(|at| at.elapsed() < JWKS_REFRESH_INTERVAL) {
@@ -329,7 +326,11 @@ impl Authenticator {
         }
         match self.source.jwks().await {
             Ok(jwks) => {
-                self.verifier.store(Arc::new(Verifier::new(&jwks, &self.issuer, &self.audience)));
+                let (verifier, conflicts) = self.verifier.load().with_new_keys(&jwks);
+                if !conflicts.is_empty() {
+                    tracing::warn!(kids = ?conflicts, "the JWKS answered other keys for known key ids; kept the known keys");
+                }
+                self.verifier.store(Arc::new(verifier));
                 *fetched = Some(Instant::now());
             }
             Err(e) => tracing::warn!(error = %e, "could not fetch the JWKS"),
@@ -451,5 +452,83 @@ impl IdentitySource for RemoteIdentitySource {
             401 => Ok(None),
             other => Err(auth_unavailable(format!("introspection answered {other}"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::SigningKey;
+    use ed25519_dalek::pkcs8::EncodePrivateKey;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+
+    use super::*;
+    use crate::tokens::{ACCESS_TOKEN_TYPE, Jwk};
+
+    /// Answers whatever JWKS the test sets, as an auth instance (or an impostor) would.
+    #[derive(Default)]
+    struct Answers(std::sync::Mutex<Jwks>);
+
+    #[async_trait]
+    impl IdentitySource for Answers {
+        async fn jwks(&self) -> Result<Jwks, Problem> {
+            Ok(self.0.lock().unwrap().clone())
+        }
+
+        async fn introspect(&self, _: &str) -> Result<Option<Introspection>, Problem> {
+            Ok(None)
+        }
+    }
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    fn jwk(kid: &str, key: &SigningKey) -> Jwk {
+        Jwk::ed25519(kid, &key.verifying_key().to_bytes())
+    }
+
+    fn token(kid: &str, key: &SigningKey) -> String {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let claims = AccessClaims {
+            iss: "ollamanet".into(),
+            aud: "ollamanet".into(),
+            sub: Uuid::now_v7(),
+            email: "a@example.com".into(),
+            username: "alice".into(),
+            roles: vec![ADMIN_ROLE.into()],
+            tv: 0,
+            iat: now,
+            nbf: now,
+            exp: now + 600,
+            jti: Uuid::now_v7().to_string(),
+        };
+        let header =
+            Header { typ: Some(ACCESS_TOKEN_TYPE.into()), kid: Some(kid.into()), ..Header::new(Algorithm::EdDSA) };
+        let der = key.to_pkcs8_der().unwrap();
+        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(der.as_bytes())).unwrap()
+    }
+
+    /// A JWKS answer (from an impostor, or a confused instance) can add keys but never replace
+    /// or withdraw one the authenticator already trusts.
+    #[tokio::test]
+    async fn known_keys_are_pinned_against_later_answers() {
+        let (genuine, impostor, added) = (key(1), key(2), key(3));
+        let answers = Arc::new(Answers::default());
+        *answers.0.lock().unwrap() = Jwks { keys: vec![jwk("k1", &genuine)] };
+        let authn = Authenticator::new(answers.clone(), Cache::memory(100), "ollamanet", "ollamanet", true);
+        assert!(authn.verify_jwt(&token("k1", &genuine)).await.is_ok());
+
+        // The next answer gives `k1` another key and leaves the genuine one out.
+        *answers.0.lock().unwrap() = Jwks { keys: vec![jwk("k1", &impostor), jwk("k2", &added)] };
+        *authn.jwks_fetched.lock().await = None;
+        assert!(authn.verify_jwt(&token("k2", &added)).await.is_ok(), "a new key id is learnt");
+        assert_eq!(authn.verify_jwt(&token("k1", &impostor)).await.err(), Some(TokenError::Invalid));
+        assert!(authn.verify_jwt(&token("k1", &genuine)).await.is_ok(), "the known key stays");
+
+        // An empty answer withdraws nothing either.
+        *answers.0.lock().unwrap() = Jwks::default();
+        *authn.jwks_fetched.lock().await = None;
+        assert!(authn.verify_jwt(&token("k3", &impostor)).await.is_err());
+        assert!(authn.verify_jwt(&token("k2", &added)).await.is_ok());
     }
 }

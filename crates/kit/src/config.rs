@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::bus::{Bus, Instance};
+use crate::bus::{Bus, BusSecret, Instance};
 use crate::cache::{Cache, CacheError};
 use crate::db::{Db, DbError, Migrations, PoolOptions};
 use crate::telemetry::LogFormat;
@@ -28,6 +28,10 @@ pub struct InfraConfig {
     pub amqp_url: Option<String>,
     /// Prefix of every exchange and queue name (several deployments on one broker).
     pub bus_namespace: String,
+    /// The secret every process of the deployment signs and checks its RabbitMQ messages with
+    /// (at least 32 characters, the same on every host). Required with `amqp_url`: on a shared
+    /// broker, an unsigned message could come from anyone who can publish.
+    pub bus_secret: Option<BusSecret>,
     pub log: LogConfig,
     /// Access-token issuer and audience.
     pub tokens: crate::tokens::TokenConfig,
@@ -46,6 +50,7 @@ impl Default for InfraConfig {
             cache_prefix: "ollamanet:".into(),
             amqp_url: None,
             bus_namespace: String::new(),
+            bus_secret: None,
             log: LogConfig::default(),
             tokens: crate::tokens::TokenConfig::default(),
             ops_token: None,
@@ -84,11 +89,26 @@ pub enum PlatformError {
     Cache(#[from] CacheError),
     #[error("cannot create the data directory {0}: {1}")]
     DataDir(PathBuf, std::io::Error),
+    #[error(
+        "AMQP_URL is set but bus_secret is not: on a shared broker every message is signed with a secret \
+         the deployment's processes share. Set bus_secret (OLLAMANET_BUS_SECRET) to the same random value on \
+         every host, e.g. the output of `openssl rand -hex 32`"
+    )]
+    NoBusSecret,
+    #[error("{0}")]
+    WeakBusSecret(String),
 }
 
 impl Platform {
     /// Builds the cache and bus. Neither needs its server to be up: both degrade and recover.
     pub fn new(config: InfraConfig, bus_service: &str) -> Result<Self, PlatformError> {
+        let bus_secret = match (&config.amqp_url, &config.bus_secret) {
+            (None, _) => None,
+            (Some(_), None) => return Err(PlatformError::NoBusSecret),
+            (Some(_), Some(secret)) => {
+                Some(secret.check().map(|()| secret.clone()).map_err(PlatformError::WeakBusSecret)?)
+            }
+        };
         std::fs::create_dir_all(&config.data_dir).map_err(|e| PlatformError::DataDir(config.data_dir.clone(), e))?;
         // Metrics recorded before the recorder exists are lost: install it first.
         crate::telemetry::metrics();
@@ -105,6 +125,7 @@ impl Platform {
                     service: bus_service.to_owned(),
                     id: instance_id.clone(),
                 },
+                bus_secret,
             ),
             None => Bus::in_process(),
         };
@@ -235,7 +256,8 @@ mod tests {
             "redis_url": "redis://cache:6379",
             "ops_token": "t0k3n",
             "engine": {"key": "k3y", "keep_alive": "5m"},
-            "inference": {"engine_key": "k3y"}
+            "inference": {"engine_key": "k3y"},
+            "bus_secret": "0123456789abcdef0123456789abcdef"
         });
         redact(&mut v);
         assert_eq!(v["database_url"], "postgres://app:***@db:5432/x");
@@ -248,6 +270,7 @@ mod tests {
         assert_eq!(v["engine"]["key"], "***");
         assert_eq!(v["engine"]["keep_alive"], "5m");
         assert_eq!(v["inference"]["engine_key"], "***");
+        assert_eq!(v["bus_secret"], "***");
     }
 
     #[test]

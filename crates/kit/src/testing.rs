@@ -77,6 +77,8 @@ impl TestInfra {
             config.cache_prefix = format!("test:{id}:");
             config.amqp_url = Some(amqp_url());
             config.bus_namespace = format!("test-{id}.");
+            // The test's own: a message signed for another test's deployment does not verify here.
+            config.bus_secret = Some(crate::bus::BusSecret::new(format!("test-bus-secret-{id}")));
             database = Some(name);
         }
         Self { config, stack, id, dir, database }

@@ -106,19 +106,23 @@ impl TokenError {
 }
 
 /// Verifies access tokens against a set of public keys.
+#[derive(Clone)]
 pub struct Verifier {
-    keys: HashMap<String, DecodingKey>,
+    /// By key id: the public key as published (`x`) and decoded.
+    keys: HashMap<String, (String, DecodingKey)>,
     validation: Validation,
+}
+
+fn usable(jwks: &Jwks) -> impl Iterator<Item = (String, (String, DecodingKey))> + '_ {
+    jwks.keys
+        .iter()
+        .filter(|k| k.kty == "OKP" && k.crv == "Ed25519")
+        .filter_map(|k| DecodingKey::from_ed_components(&k.x).ok().map(|d| (k.kid.clone(), (k.x.clone(), d))))
 }
 
 impl Verifier {
     pub fn new(jwks: &Jwks, issuer: &str, audience: &str) -> Self {
-        let keys = jwks
-            .keys
-            .iter()
-            .filter(|k| k.kty == "OKP" && k.crv == "Ed25519")
-            .filter_map(|k| DecodingKey::from_ed_components(&k.x).ok().map(|d| (k.kid.clone(), d)))
-            .collect();
+        let keys = usable(jwks).collect();
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[issuer]);
         validation.set_audience(&[audience]);
@@ -130,6 +134,25 @@ impl Verifier {
 
     pub fn has_key(&self, kid: &str) -> bool {
         self.keys.contains_key(kid)
+    }
+
+    /// These keys plus those of `jwks` with new key ids. A known key id keeps its key whatever
+    /// `jwks` says, and a key `jwks` leaves out is kept: one answer (from an instance that is
+    /// not the auth service, say) can add keys but never replace or withdraw one. Returns the
+    /// key ids `jwks` gave another key, for the caller to report.
+    pub fn with_new_keys(&self, jwks: &Jwks) -> (Self, Vec<String>) {
+        let mut next = self.clone();
+        let mut conflicts = Vec::new();
+        for (kid, (x, key)) in usable(jwks) {
+            match next.keys.get(&kid) {
+                Some((known, _)) if *known != x => conflicts.push(kid),
+                Some(_) => {}
+                None => {
+                    next.keys.insert(kid, (x, key));
+                }
+            }
+        }
+        (next, conflicts)
     }
 
     /// The key id a token claims to be signed with, after the checks that need no key:
@@ -147,7 +170,7 @@ impl Verifier {
 
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
         let kid = Self::key_id(token)?;
-        let key = self.keys.get(&kid).ok_or(TokenError::UnknownKey)?;
+        let (_, key) = self.keys.get(&kid).ok_or(TokenError::UnknownKey)?;
         let data = jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation).map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
             _ => TokenError::Invalid,

@@ -2,6 +2,8 @@
 //! HTTP to one of its instances in split mode. Callers cannot tell the difference.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,6 +17,7 @@ use http_body_util::BodyExt;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -69,7 +72,7 @@ enum Inner {
 struct HttpPool {
     source: Source,
     next: AtomicUsize,
-    client: Client<HttpsConnector<HttpConnector>, Body>,
+    client: HttpClient,
 }
 
 /// Where the instances come from.
@@ -122,10 +125,59 @@ pub fn on_behalf(
     builder
 }
 
+/// Turns host names into addresses for outbound connections. The system's resolver unless a
+/// caller must vet where it connects: an announced engine's name is resolved and checked on every
+/// connection, so that a name that later resolves into the platform's own network is refused.
+#[async_trait::async_trait]
+pub trait Resolve: Send + Sync + 'static {
+    async fn resolve(&self, host: &str) -> std::io::Result<Vec<IpAddr>>;
+}
+
+/// The operating system's resolver (`getaddrinfo`, on a blocking thread).
+pub struct SystemResolver;
+
+#[async_trait::async_trait]
+impl Resolve for SystemResolver {
+    async fn resolve(&self, host: &str) -> std::io::Result<Vec<IpAddr>> {
+        Ok(tokio::net::lookup_host((host, 0)).await?.map(|a| a.ip()).collect())
+    }
+}
+
+/// A [`Resolve`] as hyper's connector takes one. The connector connects to exactly the addresses
+/// it answers (addresses in the URL itself are not resolved).
+#[derive(Clone)]
+pub struct Resolver(Arc<dyn Resolve>);
+
+impl tower::Service<Name> for Resolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = std::io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let resolve = self.0.clone();
+        Box::pin(async move {
+            let ips = resolve.resolve(name.as_str()).await?;
+            // Port 0: the connector puts the URL's port in.
+            Ok(ips.into_iter().map(|ip| SocketAddr::new(ip, 0)).collect::<Vec<_>>().into_iter())
+        })
+    }
+}
+
+pub type HttpClient = Client<HttpsConnector<HttpConnector<Resolver>>, Body>;
+
 /// The HTTP client every outbound call shares: keep-alive pool, no Nagle, bounded connect time;
 /// http or https (an engine behind a TLS tunnel), HTTP/1.1 either way.
-pub fn http_client() -> Client<HttpsConnector<HttpConnector>, Body> {
-    let mut connector = HttpConnector::new();
+pub fn http_client() -> HttpClient {
+    http_client_resolving(Arc::new(SystemResolver))
+}
+
+/// [`http_client`] with names resolved by `resolver`.
+pub fn http_client_resolving(resolver: Arc<dyn Resolve>) -> HttpClient {
+    let mut connector = HttpConnector::new_with_resolver(Resolver(resolver));
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(2)));
     connector.set_keepalive(Some(Duration::from_secs(60)));
@@ -148,26 +200,25 @@ impl Upstream {
 
     /// Instances reached over HTTP, balanced round-robin, skipping those whose breaker is open.
     pub fn http(urls: &[String]) -> Result<Self, UpstreamError> {
+        Self::http_resolving(urls, Arc::new(SystemResolver))
+    }
+
+    /// [`Upstream::http`] with host names resolved by `resolver` on every new connection.
+    pub fn http_resolving(urls: &[String], resolver: Arc<dyn Resolve>) -> Result<Self, UpstreamError> {
         let targets = urls.iter().map(|u| Target::parse(u).map(Arc::new)).collect::<Result<Vec<_>, _>>()?;
         if targets.is_empty() {
             return Err(UpstreamError::NoInstance);
         }
-        Ok(Self::pool(Source::Static(targets)))
+        Ok(Self::pool(Source::Static(targets), http_client_resolving(resolver)))
     }
 
     /// The instances of `service` that announce themselves to `registry`.
     pub fn discovered(registry: Arc<Registry>, service: &str) -> Self {
-        Self::pool(Source::Registry { registry, service: service.to_owned(), known: Mutex::default() })
+        Self::pool(Source::Registry { registry, service: service.to_owned(), known: Mutex::default() }, http_client())
     }
 
-    fn pool(source: Source) -> Self {
-        Self {
-            inner: Arc::new(Inner::Http(Box::new(HttpPool {
-                source,
-                next: AtomicUsize::new(0),
-                client: http_client(),
-            }))),
-        }
+    fn pool(source: Source, client: HttpClient) -> Self {
+        Self { inner: Arc::new(Inner::Http(Box::new(HttpPool { source, next: AtomicUsize::new(0), client }))) }
     }
 
     pub fn is_in_process(&self) -> bool {

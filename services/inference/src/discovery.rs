@@ -6,6 +6,11 @@
 //! `ollamanet serve --only engine --announce` and `ollamanet announce`. Every inference instance
 //! consumes them on a queue of its own (the original design's shared queue let one service
 //! instance swallow updates meant for all).
+//!
+//! On RabbitMQ every message is signed with the deployment's `bus_secret` (kit's bus drops
+//! unsigned, stale and replayed ones before they get here), so only a holder of the secret can
+//! announce an engine; the announced URL is still checked against `announce_policy`, and the
+//! connections to the node resolve and check its name again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,7 +70,8 @@ pub struct NodeHeartbeat {
 pub async fn resume(fleet: &Fleet, platform: &Platform, config: &InferenceConfig) {
     for url in fleet::remembered(&platform.cache).await {
         if let Ok(url) = config.announce_policy.check(&url).await
-            && let Ok(upstream) = Upstream::http(std::slice::from_ref(&url))
+            && let Ok(upstream) =
+                Upstream::http_resolving(std::slice::from_ref(&url), config.announce_policy.connector())
         {
             let node = fleet.add(Some(&url), Source::Announced, upstream, config.node_capacity);
             fleet.announced(&node, None);
@@ -104,7 +110,8 @@ impl Announcements {
             HandlerError::Poison(format!("announced URL refused: {e}"))
         })?;
         let known = self.fleet.get(&fleet::node_id(&url)).is_some();
-        let upstream = Upstream::http(std::slice::from_ref(&url)).map_err(|e| HandlerError::Poison(e.to_string()))?;
+        let upstream = Upstream::http_resolving(std::slice::from_ref(&url), self.policy.connector())
+            .map_err(|e| HandlerError::Poison(e.to_string()))?;
         let node = self.fleet.add(Some(&url), Source::Announced, upstream, capacity.unwrap_or(self.capacity));
         self.fleet.announced(&node, models);
         if !known {
@@ -137,9 +144,13 @@ impl Handler for Announcements {
                 let m: NodeHeartbeat =
                     serde_json::from_slice(&msg.body).map_err(|e| HandlerError::Poison(e.to_string()))?;
                 if m.leaving {
-                    let url = m.url.trim_end_matches('/');
-                    tracing::info!(node = %url, "engine node left");
-                    self.fleet.remove(&fleet::node_id(url));
+                    let id = fleet::node_id(m.url.trim_end_matches('/'));
+                    // Only a node that came by announcement leaves by one: configured nodes and
+                    // the embedded engine stay whatever the bus says.
+                    if self.fleet.get(&id).is_some_and(|n| n.source == Source::Announced) {
+                        tracing::info!(node = %id, "engine node left");
+                        self.fleet.remove(&id);
+                    }
                     return Ok(());
                 }
                 self.accept(&m.url, m.capacity, Some(m.models)).await

@@ -229,7 +229,15 @@ async fn readme_split_deployment() {
         infra.config.redis_url.as_deref().unwrap(),
         infra.config.amqp_url.as_deref().unwrap(),
     );
-    let out = std::process::Command::new("bash").args(["-euo", "pipefail", "-c", &script]).output().unwrap();
+    // The README reads the deployment's bus secret from a file made once and copied to every host.
+    let host = tempfile::tempdir().unwrap();
+    let secret = serde_json::to_value(infra.config.bus_secret.as_ref().unwrap()).unwrap();
+    std::fs::write(host.path().join("bus_secret"), secret.as_str().unwrap()).unwrap();
+    let out = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(host.path())
+        .output()
+        .unwrap();
     assert!(out.status.success(), "the README's exports run: {}", String::from_utf8_lossy(&out.stderr));
     let mut env: Vec<(String, String)> = String::from_utf8(out.stdout)
         .unwrap()

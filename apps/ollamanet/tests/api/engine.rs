@@ -272,6 +272,7 @@ async fn announced_engines_are_used_within_a_second() {
     engine_config(&mut config);
     // The engines listen on 127.0.0.1: this deployment accepts private targets.
     config.inference.announce_policy.allow_private = true;
+    config.inference.announce_policy.allowed_hosts = vec!["127.0.0.1".parse().unwrap()];
     let base = config.clone();
     let d = Deployment::in_process_with(infra, config, &without_engine()).await;
     let infra = d.infra();

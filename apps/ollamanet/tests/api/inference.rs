@@ -263,6 +263,7 @@ async fn an_announced_node_is_used_within_a_second() {
     let mut config = base_config(&infra);
     // The fake node listens on 127.0.0.1: this deployment accepts private targets.
     config.inference.announce_policy.allow_private = true;
+    config.inference.announce_policy.allowed_hosts = vec!["127.0.0.1".parse().unwrap()];
     let bus_config = config.infra.clone();
     let d = Deployment::in_process_with(infra, config, &without_engine()).await;
     let token = d.user_token("ann").await;
@@ -289,8 +290,9 @@ async fn an_announced_node_is_used_within_a_second() {
 async fn an_announced_private_address_is_refused() {
     let infra = TestInfra::with_stack(Stack::Full).await;
     let node = FakeOllama::start("node-d", &["delta"]).await;
-    let config = base_config(&infra);
+    let mut config = base_config(&infra);
     assert!(!config.inference.announce_policy.allow_private);
+    config.inference.announce_policy.allowed_hosts = vec!["*".parse().unwrap()];
     let bus_config = config.infra.clone();
     let d = Deployment::in_process_with(infra, config, &without_engine()).await;
     let admin = d.admin_token("root").await;

@@ -1,9 +1,11 @@
 //! End-to-end tests of the composed platform through the gateway, in both deployment modes, on
 //! the stack `OLLAMANET_TEST_STACK` selects (`embedded` or `full`).
 
+mod announced_addresses;
 mod authz;
 mod bad_input;
 mod browser;
+mod bus_forgery;
 mod catalog;
 mod cli;
 mod conversations;

@@ -4,9 +4,13 @@
 //! message at least once, returns [`HandlerError::Transient`] to have it redelivered, or
 //! [`HandlerError::Poison`] to have it dead-lettered. Handlers must therefore be idempotent
 //! (use [`Message::id`]).
+//!
+//! On RabbitMQ, messages are signed with the deployment's secret and checked on delivery (see
+//! [`sign`](BusSecret)); the in-process bus has no one else to hear from.
 
 mod local;
 mod rabbit;
+mod sign;
 
 use std::sync::Arc;
 
@@ -15,6 +19,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use self::sign::{BusSecret, SIGNATURE_HEADER};
 use crate::timestamp::Timestamp;
 
 /// Domain events (`user.*`, `catalog.*`, `usage.*`, …).
@@ -122,8 +127,9 @@ impl Bus {
 
     /// Starts a supervisor that connects to RabbitMQ and reconnects with backoff forever; the
     /// bus reports [`BusStatus::Disconnected`] (and publishes fail fast) until it is connected.
-    pub fn rabbitmq(url: &str, instance: Instance) -> Self {
-        Self { inner: Arc::new(Inner::Rabbit(rabbit::RabbitBus::start(url.to_owned(), instance))) }
+    /// With `secret`, every message published is signed and every message delivered is checked.
+    pub fn rabbitmq(url: &str, instance: Instance, secret: Option<BusSecret>) -> Self {
+        Self { inner: Arc::new(Inner::Rabbit(rabbit::RabbitBus::start(url.to_owned(), instance, secret))) }
     }
 
     /// Publishes and waits for the broker's confirmation.

@@ -17,7 +17,8 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::{BusError, BusStatus, Handler, HandlerError, Instance, Message, Subscription};
+use super::sign::{BusSecret, Delivered, Guard, SIGNATURE_HEADER};
+use super::{BusError, BusStatus, DISCOVERY_EXCHANGE, Handler, HandlerError, Instance, Message, Subscription};
 
 const DEAD_LETTER_EXCHANGE: &str = "ollamanet.dlx";
 const DEAD_LETTER_QUEUE: &str = "ollamanet.dead-letter";
@@ -34,12 +35,23 @@ pub(super) struct RabbitBus {
 struct Shared {
     url: String,
     instance: Instance,
+    /// Signs what this process publishes and checks what it consumes.
+    secret: Option<BusSecret>,
     /// The live connection and its publishing channel, when connected.
     live: Mutex<Option<Live>>,
     connected: watch::Sender<bool>,
-    subs: tokio::sync::Mutex<Vec<(Subscription, Arc<dyn Handler>)>>,
+    subs: tokio::sync::Mutex<Vec<Consumer>>,
     shutdown: CancellationToken,
     closed: AtomicBool,
+}
+
+/// A subscription, its handler, and the guard that checks its deliveries (kept across
+/// reconnections: the ids a discovery subscription has handled must outlive a connection).
+#[derive(Clone)]
+struct Consumer {
+    sub: Subscription,
+    handler: Arc<dyn Handler>,
+    guard: Arc<Guard>,
 }
 
 #[derive(Clone)]
@@ -52,11 +64,12 @@ struct Live {
 }
 
 impl RabbitBus {
-    pub(super) fn start(url: String, instance: Instance) -> Self {
+    pub(super) fn start(url: String, instance: Instance, secret: Option<BusSecret>) -> Self {
         let (connected, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             url,
             instance,
+            secret,
             live: Mutex::new(None),
             connected,
             subs: tokio::sync::Mutex::new(Vec::new()),
@@ -97,11 +110,18 @@ impl RabbitBus {
         let exchange = self.shared.name(exchange);
         let result = tokio::time::timeout(PUBLISH_TIMEOUT, async {
             declare_exchange(&live, &exchange).await?;
-            let props = BasicProperties::default()
+            let timestamp = crate::timestamp::Timestamp::now().unix_seconds() as u64;
+            let mut props = BasicProperties::default()
                 .with_message_id(id.into())
                 .with_content_type("application/json".into())
                 .with_delivery_mode(2)
-                .with_timestamp(crate::timestamp::Timestamp::now().unix_seconds() as u64);
+                .with_timestamp(timestamp);
+            if let Some(secret) = &self.shared.secret {
+                let signature = secret.sign(&exchange, routing_key, id, timestamp, &body);
+                let mut headers = FieldTable::default();
+                headers.insert(SIGNATURE_HEADER.into(), AMQPValue::LongString(signature.into()));
+                props = props.with_headers(headers);
+            }
             let confirm = live
                 .publisher
                 .basic_publish(
@@ -129,10 +149,13 @@ impl RabbitBus {
     /// supervisor holds the same lock while it (re)starts consumers, so none is missed or doubled.
     pub(super) async fn subscribe(&self, sub: Subscription, handler: Arc<dyn Handler>) {
         let mut subs = self.shared.subs.lock().await;
-        subs.push((sub.clone(), handler.clone()));
+        // Discovery messages describe the present: only fresh ones count, each once.
+        let guard = Arc::new(Guard::new(self.shared.secret.clone(), sub.exchange == DISCOVERY_EXCHANGE));
+        let consumer = Consumer { sub, handler, guard };
+        subs.push(consumer.clone());
         let live = self.shared.live.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(live) = live
-            && let Err(e) = start_consumer(&self.shared, &live, sub, handler).await
+            && let Err(e) = start_consumer(&self.shared, &live, consumer).await
         {
             tracing::warn!(error = %e, "starting consumer failed; reconnecting");
             live.failed.notify_one();
@@ -231,8 +254,8 @@ async fn connect(shared: &Arc<Shared>) -> Result<Live, lapin::Error> {
 /// the subscriptions lock so that a concurrent `subscribe` is neither missed nor started twice.
 async fn go_live(shared: &Arc<Shared>, live: &Live) -> Result<(), lapin::Error> {
     let subs = shared.subs.lock().await;
-    for (sub, handler) in subs.iter() {
-        start_consumer(shared, live, sub.clone(), handler.clone()).await?;
+    for consumer in subs.iter() {
+        start_consumer(shared, live, consumer.clone()).await?;
     }
     shared.set_live(Some(live.clone()));
     Ok(())
@@ -253,12 +276,8 @@ async fn declare_exchange(live: &Live, exchange: &str) -> Result<(), lapin::Erro
     Ok(())
 }
 
-async fn start_consumer(
-    shared: &Arc<Shared>,
-    live: &Live,
-    sub: Subscription,
-    handler: Arc<dyn Handler>,
-) -> Result<(), lapin::Error> {
+async fn start_consumer(shared: &Arc<Shared>, live: &Live, consumer: Consumer) -> Result<(), lapin::Error> {
+    let Consumer { sub, handler, guard } = consumer;
     let channel = live.conn.create_channel().await?;
     channel.basic_qos(32, BasicQosOptions::default()).await?;
     let exchange = shared.name(&sub.exchange);
@@ -309,7 +328,37 @@ async fn start_consumer(
                 body: Bytes::from(delivery.data.clone()),
                 redelivered: delivery.redelivered,
             };
+            let timestamp = *delivery.properties.timestamp();
+            let now = crate::timestamp::Timestamp::now().unix_seconds() as u64;
+            let signature =
+                delivery.properties.headers().as_ref().and_then(|h| match h.inner().get(SIGNATURE_HEADER) {
+                    Some(AMQPValue::LongString(s)) => std::str::from_utf8(s.as_bytes()).ok(),
+                    _ => None,
+                });
+            let checked = guard.check(
+                &Delivered {
+                    exchange: delivery.exchange.as_str(),
+                    routing_key: &msg.routing_key,
+                    id: &msg.id,
+                    timestamp,
+                    signature,
+                    body: &msg.body,
+                },
+                now,
+            );
+            if let Err(rejection) = checked {
+                // Dropped, not dead-lettered: a forger must not be able to fill a queue.
+                metrics::counter!("bus_rejected_total", "reason" => rejection.reason()).increment(1);
+                tracing::warn!(queue = %queue, id = %msg.id, key = %msg.routing_key, reason = rejection.reason(), "bus message rejected");
+                if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+                    tracing::warn!(queue = %queue, error = %e, "ack failed");
+                }
+                continue;
+            }
             let outcome = handler.handle(&msg).await;
+            if !matches!(&outcome, Err(HandlerError::Transient(_)) if !msg.redelivered) {
+                guard.handled(&msg.id, timestamp, now);
+            }
             let acked = match outcome {
                 Ok(()) => delivery.ack(BasicAckOptions::default()).await,
                 // A message that already failed once goes to the dead-letter queue rather than
