@@ -35,7 +35,7 @@ const BLOCKS: &[(&str, &str, Fate)] = &[
     ),
     ("README.md", "curl -s localhost:8080/api/auth/register", Fate::Run("readme_try_it_registers_and_chats")),
     ("README.md", "echo 'a long passphrase' | ollamanet users create", Fate::Run("readme_running_it_for_real")),
-    ("README.md", "export DATABASE_URL=", Fate::Run("readme_split_deployment")),
+    ("README.md", "openssl rand -hex 32 > bus_secret", Fate::Run("readme_split_deployment")),
     (
         "docs/engine.md",
         "ollamanet models list",
@@ -218,34 +218,35 @@ async fn readme_running_it_for_real() {
 #[tokio::test]
 async fn readme_split_deployment() {
     let infra = TestInfra::with_stack(Stack::Full).await;
-    let readme = block("README.md", "export DATABASE_URL=");
+    let readme = block("README.md", "openssl rand -hex 32 > bus_secret");
     let ollama = FakeOllama::start("elsewhere", &["notebook"]).await;
-    // The README's exports, evaluated by the shell with the test's backends in place of its hosts.
-    let exports: Vec<&str> = readme.lines().filter(|l| l.trim_start().starts_with("export ")).collect();
+    // The lines for the shell (the secret made once, the exports), run in one directory with the
+    // test's backends in place of the README's hosts; what they export is every process's
+    // environment.
+    let host = tempfile::tempdir().unwrap();
+    let prelude: Vec<&str> = readme.lines().filter(|l| !l.trim_start().starts_with("ollamanet ")).collect();
     let script = format!(
         "{}\nexport DATABASE_URL={} REDIS_URL={} AMQP_URL={}\nenv -0",
-        exports.join("\n"),
+        prelude.join("\n"),
         infra.config.database_url.as_deref().unwrap(),
         infra.config.redis_url.as_deref().unwrap(),
         infra.config.amqp_url.as_deref().unwrap(),
     );
-    // The README reads the deployment's bus secret from a file made once and copied to every host.
-    let host = tempfile::tempdir().unwrap();
-    let secret = serde_json::to_value(infra.config.bus_secret.as_ref().unwrap()).unwrap();
-    std::fs::write(host.path().join("bus_secret"), secret.as_str().unwrap()).unwrap();
     let out = std::process::Command::new("bash")
         .args(["-euo", "pipefail", "-c", &script])
         .current_dir(host.path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "the README's exports run: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the README's shell lines run: {}", String::from_utf8_lossy(&out.stderr));
     let mut env: Vec<(String, String)> = String::from_utf8(out.stdout)
         .unwrap()
         .split('\0')
         .filter_map(|kv| kv.split_once('='))
-        .filter(|(k, _)| exports.iter().any(|e| e.contains(&format!("{k}="))))
+        .filter(|(k, _)| prelude.iter().any(|e| e.contains(&format!("{k}="))))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
+    let secret = env.iter().find(|(k, _)| k == "OLLAMANET_BUS_SECRET").map(|(_, v)| v.len());
+    assert_eq!(secret, Some(64), "the README's bus secret is the 32 random bytes it made");
     // What one machine needs that separate hosts do not: its own names on the shared backends,
     // and engines on loopback accepted.
     for (k, v) in [
@@ -262,11 +263,10 @@ async fn readme_split_deployment() {
     let mut front = None;
     for line in readme.lines() {
         let command = line.split(" #").next().unwrap().trim();
-        if command.is_empty() || command.starts_with("export ") {
+        if !command.starts_with("ollamanet ") {
             continue;
         }
         let mut words: Vec<String> = command.split_whitespace().map(str::to_owned).collect();
-        assert_eq!(words[0], "ollamanet", "the block runs only exports and ollamanet: {command}");
         assert!(!command.contains(['\'', '"', '$']), "one word per space: {command}");
         let dir = tempfile::tempdir().unwrap();
         let mut port = None;
