@@ -107,6 +107,7 @@ impl App {
         let mut services = services.to_vec();
         services.sort();
         services.dedup();
+        check_engine_placement(config, &services, announce_engine)?;
         let bus_name = services.iter().map(|s| s.name()).collect::<Vec<_>>().join("+");
         let platform = Platform::new(config.infra.clone(), &bus_name).context("starting the platform")?;
         let shutdown = CancellationToken::new();
@@ -181,8 +182,6 @@ impl App {
             local_engine = Some(Upstream::in_process(engine.handle.router.clone()));
             engine_stats = Some(engine.stats);
             handles.push(engine.handle);
-        } else if announce_engine {
-            bail!("--announce announces this process's engine: add engine to --only");
         }
         if let Some(ctx) = ctx.as_ref().filter(|_| services.contains(&Service::Inference)) {
             let uncatalogued = config.inference.uncatalogued_for(crate::doctor::exposed(&config.listen));
@@ -242,6 +241,9 @@ impl App {
             handles.push(ollamanet_web::start(ctx, &config.web, upstreams).handle);
         }
 
+        // The services on this process's listener. The engine's API never shares one: beside
+        // inference it is only called in-process.
+        let served = || handles.iter().filter(|h| h.name != ollamanet_engine::NAME || services == [Service::Engine]);
         let mut readiness = Readiness::default()
             .with(Dependency::Cache(platform.cache.clone()))
             .with(Dependency::Bus(platform.bus.clone()));
@@ -251,7 +253,7 @@ impl App {
 
         let mut announcers = Vec::new();
         if let Some(url) = &config.advertise_url {
-            for h in &handles {
+            for h in served() {
                 let hb = Heartbeat {
                     name: h.name.to_owned(),
                     instance_id: platform.instance_id.clone(),
@@ -278,7 +280,7 @@ impl App {
 
         let router = if let Some(ctx) = ctx.as_ref().filter(|_| services.contains(&Service::Gateway)) {
             let mut upstreams: HashMap<String, Upstream> =
-                handles.iter().map(|h| (h.name.to_owned(), Upstream::in_process(h.router.clone()))).collect();
+                served().map(|h| (h.name.to_owned(), Upstream::in_process(h.router.clone()))).collect();
             let table = ollamanet_gateway::load_table(&config.gateway)?;
             let named: std::collections::BTreeSet<String> =
                 config.upstreams.keys().cloned().chain(table.services.iter().cloned()).collect();
@@ -289,26 +291,33 @@ impl App {
                     upstreams.insert(name, upstream);
                 }
             }
-            let docs = handles.iter().map(|h| h.openapi.clone()).collect();
+            let docs = served().map(|h| h.openapi.clone()).collect();
             let ops = kit::http::ops_routes("gateway", readiness, config.infra.ops_token.clone());
             let (gateway, _) =
                 ollamanet_gateway::start(ctx, &config.gateway, upstreams, docs, ops).context("starting the gateway")?;
             gateway
         } else {
             // Without the gateway, the process serves its services' routes directly (split mode).
+            // Each service's router ends in the same not-found problem; axum merges routers only
+            // when at most one has a fallback, so the merged router gets that one fallback.
             let mut merged = utoipa::openapi::OpenApiBuilder::new().build();
             let mut router = Router::new();
-            for h in &handles {
+            for h in served() {
                 merged.merge(h.openapi.clone());
-                router = router.merge(h.router.clone());
+                router = router.merge(h.router.clone().reset_fallback());
             }
             let name = services.first().map(|s| s.name()).unwrap_or("ollamanet");
             let doc = Arc::new(merged);
-            HttpService::new(
-                router
-                    .merge(kit::http::ops_routes(name, readiness, config.infra.ops_token.clone()))
-                    .route("/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) })),
-            )
+            let not_found =
+                kit::http::edge_layers(Router::new().fallback(|| async { kit::Problem::not_found("route") }));
+            let router = router
+                .merge(kit::http::ops_routes(name, readiness, config.infra.ops_token.clone()))
+                .route("/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
+                .fallback_service(not_found);
+            HttpService::new(match &config.engine.key {
+                Some(key) if services == [Service::Engine] => ollamanet_engine::require_key(router, key),
+                _ => router,
+            })
         };
         Ok(App { router, platform, shutdown, services, handles, announcers, engine: engine_stats })
     }
@@ -332,4 +341,41 @@ impl App {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.platform.bus.close()).await;
         drop(self.handles);
     }
+}
+
+/// Where the engine may run: beside the inference service that calls it (it then has no listener),
+/// or alone, its API on the process's listener behind `engine.key`. A keyless engine may only
+/// listen on loopback (a drop-in Ollama for local clients; `doctor` warns about it); an announced
+/// one needs its key.
+fn check_engine_placement(config: &AppConfig, services: &[Service], announce: bool) -> anyhow::Result<()> {
+    let alone = services == [Service::Engine];
+    if announce && !alone {
+        bail!("--announce announces an engine process of its own: use it with --only engine");
+    }
+    if !services.contains(&Service::Engine) || services.contains(&Service::Inference) {
+        return Ok(());
+    }
+    if !alone {
+        bail!(
+            "the engine's API never shares a listener with other services: run it beside the inference service \
+             (--only inference,engine,…), where it is called in-process, or as a process of its own (--only engine)"
+        );
+    }
+    if config.engine.key.is_some() {
+        return Ok(());
+    }
+    if announce {
+        bail!(
+            "an announced engine is reached over the network: set engine.key (OLLAMANET_ENGINE__KEY), and the same \
+             value as inference.engine_key on the inference services"
+        );
+    }
+    if crate::doctor::exposed(&config.listen) {
+        bail!(
+            "the engine's API (which pulls and deletes models) would be open on {}: set engine.key \
+             (OLLAMANET_ENGINE__KEY) and give inference services the same key, or listen on loopback",
+            config.listen
+        );
+    }
+    Ok(())
 }

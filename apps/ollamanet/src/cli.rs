@@ -93,11 +93,13 @@ pub struct Common {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Services to run in this process, comma-separated (gateway, auth, inference, engine).
-    /// Default: all.
+    /// Services to run in this process, comma-separated (gateway, auth, admin, explore,
+    /// conversation, inference, engine, web). Default: all. The engine runs beside inference or
+    /// alone.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<Service>,
-    /// Announce this process's engine to inference services over RabbitMQ (at advertise_url).
+    /// Announce this engine process (--only engine) to inference services over RabbitMQ (at
+    /// advertise_url); needs engine.key.
     #[arg(long)]
     pub announce: bool,
     /// Address to listen on (default 127.0.0.1:8080).
@@ -240,7 +242,11 @@ async fn announce(config_file: Option<&std::path::Path>, args: AnnounceArgs) -> 
     if config.infra.amqp_url.is_none() {
         bail!("announcing needs the platform's RabbitMQ: set AMQP_URL");
     }
-    let upstream = kit::upstream::Upstream::http(std::slice::from_ref(&args.url)).context("--url")?;
+    let mut upstream = kit::upstream::Upstream::http(std::slice::from_ref(&args.url)).context("--url")?;
+    // The fleet reaches announced engines with this key; so does the announcer, for its heartbeats.
+    if let Some(key) = &config.inference.engine_key {
+        upstream = upstream.with_authorization(kit::upstream::bearer(key).context("inference.engine_key")?);
+    }
     let platform = Platform::new(config.infra.clone(), "announce")?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     kit::server::shutdown_on_signals(shutdown.clone());

@@ -128,6 +128,33 @@ pub fn check(config: &AppConfig, services: &[Service]) -> Vec<Finding> {
             "is \"users\": every account may use any model pulled onto an engine before an admin catalogues it".into(),
         );
     }
+    if services == [Service::Engine] && config.engine.key.is_none() {
+        if exposed {
+            say(
+                Severity::Unsafe,
+                "engine.key",
+                format!(
+                    "is unset and the engine listens on {}: anyone who reaches it could delete, pull and run any \
+                     model (serve refuses to start so)",
+                    config.listen
+                ),
+            );
+        } else {
+            say(
+                Severity::Warning,
+                "engine.key",
+                "is unset: every process on this machine may use the engine's API, which deletes and pulls models"
+                    .into(),
+            );
+        }
+    }
+    if runs(Service::Inference) && config.infra.amqp_url.is_some() && config.inference.engine_key.is_none() {
+        say(
+            Severity::Warning,
+            "inference.engine_key",
+            "is unset: engines announced with `serve --only engine --announce` need their key and answer 401".into(),
+        );
+    }
     if runs(Service::Web) && exposed && !config.web.secure_cookies {
         say(
             Severity::Unsafe,
@@ -171,6 +198,23 @@ mod tests {
         assert!(findings.iter().all(|f| f.setting != "auth.mail.transport" || f.message.contains("reset")));
         let without_auth = check(&config, &[Service::Gateway]);
         assert!(without_auth.iter().all(|f| f.setting != "auth.mail.transport"), "only where auth runs");
+    }
+
+    #[test]
+    fn an_engine_without_a_key_is_reported() {
+        let mut config = AppConfig::default();
+        let finding = |config: &AppConfig| {
+            check(config, &[Service::Engine]).into_iter().find(|f| f.setting == "engine.key").map(|f| f.severity)
+        };
+        assert_eq!(finding(&config), Some(Severity::Warning), "on loopback every local process may use it");
+        config.listen = "0.0.0.0:11434".into();
+        assert_eq!(finding(&config), Some(Severity::Unsafe));
+        config.engine.key = Some("0123456789abcdef".into());
+        assert_eq!(finding(&config), None);
+        assert!(
+            check(&AppConfig::default(), &Service::ALL).iter().all(|f| f.setting != "engine.key"),
+            "beside inference the engine has no listener"
+        );
     }
 
     #[test]

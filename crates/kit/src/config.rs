@@ -256,7 +256,7 @@ mod tests {
             "redis_url": "redis://cache:6379",
             "ops_token": "t0k3n",
             "engine": {"key": "k3y", "keep_alive": "5m"},
-            "inference": {"engine_key": "k3y"},
+            "inference": {"engine_key": "k3y", "nodes": ["http://a", {"url": "http://b", "key": "k3y"}]},
             "bus_secret": "0123456789abcdef0123456789abcdef"
         });
         redact(&mut v);
@@ -271,6 +271,7 @@ mod tests {
         assert_eq!(v["engine"]["keep_alive"], "5m");
         assert_eq!(v["inference"]["engine_key"], "***");
         assert_eq!(v["bus_secret"], "***");
+        assert_eq!(v["inference"]["nodes"], serde_json::json!(["http://a", {"url": "http://b", "key": "***"}]));
     }
 
     #[test]

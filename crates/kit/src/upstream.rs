@@ -62,6 +62,9 @@ impl UpstreamError {
 #[derive(Clone)]
 pub struct Upstream {
     inner: Arc<Inner>,
+    /// Sent with every request, whoever the caller: the credential of a service that wants its
+    /// own (an engine's key), not a user's.
+    authorization: Option<HeaderValue>,
 }
 
 enum Inner {
@@ -169,6 +172,13 @@ impl tower::Service<Name> for Resolver {
 
 pub type HttpClient = Client<HttpsConnector<HttpConnector<Resolver>>, Body>;
 
+/// `Bearer <token>` as a header value, marked sensitive (kept out of logs).
+pub fn bearer(token: &str) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {token}"))?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
 /// The HTTP client every outbound call shares: keep-alive pool, no Nagle, bounded connect time;
 /// http or https (an engine behind a TLS tunnel), HTTP/1.1 either way.
 pub fn http_client() -> HttpClient {
@@ -195,7 +205,7 @@ pub fn http_client_resolving(resolver: Arc<dyn Resolve>) -> HttpClient {
 
 impl Upstream {
     pub fn in_process(router: Router) -> Self {
-        Self { inner: Arc::new(Inner::InProcess(router)) }
+        Self { inner: Arc::new(Inner::InProcess(router)), authorization: None }
     }
 
     /// Instances reached over HTTP, balanced round-robin, skipping those whose breaker is open.
@@ -218,7 +228,15 @@ impl Upstream {
     }
 
     fn pool(source: Source, client: HttpClient) -> Self {
-        Self { inner: Arc::new(Inner::Http(Box::new(HttpPool { source, next: AtomicUsize::new(0), client }))) }
+        Self {
+            inner: Arc::new(Inner::Http(Box::new(HttpPool { source, next: AtomicUsize::new(0), client }))),
+            authorization: None,
+        }
+    }
+
+    /// The same instances, every request to them carrying `authorization` (see [`bearer`]).
+    pub fn with_authorization(self, authorization: HeaderValue) -> Self {
+        Self { authorization: Some(authorization), ..self }
     }
 
     pub fn is_in_process(&self) -> bool {
@@ -228,7 +246,10 @@ impl Upstream {
     /// Sends the request (its URI's path and query are kept; scheme and host are the instance's).
     /// A request without a body that fails to connect is retried once on another instance;
     /// nothing is retried once it may have reached a service.
-    pub async fn call(&self, req: Request<Body>) -> Result<Response<Body>, UpstreamError> {
+    pub async fn call(&self, mut req: Request<Body>) -> Result<Response<Body>, UpstreamError> {
+        if let Some(auth) = &self.authorization {
+            req.headers_mut().insert(header::AUTHORIZATION, auth.clone());
+        }
         match &*self.inner {
             Inner::InProcess(router) => Ok(router.clone().oneshot(req).await.unwrap_or_else(|never| match never {})),
             Inner::Http(pool) => pool.call(req).await,
@@ -256,6 +277,9 @@ impl Upstream {
             }
             if let Some(id) = crate::request_id::current().and_then(|id| HeaderValue::from_str(&id).ok()) {
                 builder = builder.header(crate::request_id::HEADER, id);
+            }
+            if let Some(auth) = &self.authorization {
+                builder = builder.header(header::AUTHORIZATION, auth.clone());
             }
             builder
                 .body(body.clone().map_or_else(Body::empty, Body::from))

@@ -42,6 +42,11 @@ pub struct EngineConfig {
     pub num_ctx: u32,
     /// CPU threads per worker. Default: the number of cores.
     pub threads: Option<usize>,
+    /// The credential every request to the engine's own listener (`serve --only engine`) must
+    /// carry, as `Authorization: Bearer <key>`; inference services present it. Required unless
+    /// that listener is on loopback. Unused when the engine runs beside the inference service,
+    /// which calls it in-process.
+    pub key: Option<String>,
 }
 
 impl Default for EngineConfig {
@@ -60,6 +65,7 @@ impl Default for EngineConfig {
             memory_budget: None,
             num_ctx: 4096,
             threads: None,
+            key: None,
         }
     }
 }
@@ -93,6 +99,9 @@ impl EngineConfig {
         }
         if self.template_fuel == 0 {
             return Err("engine.template_fuel must be more than zero".into());
+        }
+        if let Some(key) = &self.key {
+            crate::guard::check_key(key).map_err(|e| format!("engine.key {e}"))?;
         }
         Ok(())
     }

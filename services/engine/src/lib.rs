@@ -5,6 +5,7 @@ mod bert;
 mod config;
 mod engine;
 pub mod gguf;
+mod guard;
 mod http;
 mod llm;
 mod models;
@@ -27,12 +28,13 @@ use tokio_util::sync::CancellationToken;
 
 pub use bert::import_safetensors_dir;
 pub use config::EngineConfig;
+pub use guard::require_key;
 pub use models::{ModelSummary, demo, import, import_safetensors, list, pull, remove};
 pub use name::ModelName;
 pub use registry::Progress;
 pub use tiny::write_tiny_llama;
 
-const NAME: &str = "engine";
+pub const NAME: &str = "engine";
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

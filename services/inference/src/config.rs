@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::access::Uncatalogued;
 use crate::limits::LoadLimits;
@@ -12,11 +12,15 @@ use crate::validate::UrlPolicy;
 #[serde(default, deny_unknown_fields)]
 pub struct InferenceConfig {
     /// Engine nodes known from the start (Ollama servers or `ollamanet serve --only engine`), as
-    /// `OLLAMA_HOSTS` lists them: `["http://gpu-1:11434", "http://gpu-2:11434"]`. Configured nodes
-    /// are trusted as given; only announced ones are checked against `announce_policy`.
-    pub nodes: Vec<String>,
+    /// `OLLAMA_HOSTS` lists them: `["http://gpu-1:11434", "http://gpu-2:11434"]`, or with the
+    /// engine's key: `[{ url = "http://gpu-1:11434", key = "…" }]`. Configured nodes are trusted
+    /// as given; only announced ones are checked against `announce_policy`.
+    pub nodes: Vec<NodeConfig>,
     /// What an engine announced over the bus may point at.
     pub announce_policy: UrlPolicy,
+    /// The key presented to announced engines (`Authorization: Bearer <key>`): the `engine.key`
+    /// of the deployment's `serve --only engine --announce` processes.
+    pub engine_key: Option<String>,
     /// How often every node is probed (`/api/tags`, `/api/ps`).
     #[serde(with = "kit::config::duration")]
     pub probe_interval: Duration,
@@ -59,6 +63,7 @@ impl Default for InferenceConfig {
         Self {
             nodes: Vec::new(),
             announce_policy: UrlPolicy::default(),
+            engine_key: None,
             probe_interval: Duration::from_secs(2),
             announce_expiry: Duration::from_secs(30),
             node_capacity: 4,
@@ -69,6 +74,56 @@ impl Default for InferenceConfig {
             limits: LoadLimits::default(),
             uncatalogued: None,
         }
+    }
+}
+
+/// A configured engine node: its URL, and the key it wants if it is an OllamaNet engine with
+/// one (an Ollama server wants none). A plain URL in the configuration is a node without a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    pub url: String,
+    pub key: Option<String>,
+}
+
+impl From<String> for NodeConfig {
+    fn from(url: String) -> Self {
+        Self { url, key: None }
+    }
+}
+
+impl From<&str> for NodeConfig {
+    fn from(url: &str) -> Self {
+        url.to_owned().into()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum NodeForm {
+    Url(String),
+    Keyed {
+        url: String,
+        #[serde(default)]
+        key: Option<String>,
+    },
+}
+
+impl Serialize for NodeConfig {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.key {
+            None => NodeForm::Url(self.url.clone()),
+            Some(key) => NodeForm::Keyed { url: self.url.clone(), key: Some(key.clone()) },
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match NodeForm::deserialize(d)? {
+            NodeForm::Url(url) => Self { url, key: None },
+            NodeForm::Keyed { url, key } => Self { url, key },
+        })
     }
 }
 
@@ -85,5 +140,17 @@ mod tests {
         assert_eq!(open.uncatalogued_for(true), Uncatalogued::Users);
         let closed = InferenceConfig { uncatalogued: Some(Uncatalogued::Admins), ..InferenceConfig::default() };
         assert_eq!(closed.uncatalogued_for(false), Uncatalogued::Admins);
+    }
+
+    #[test]
+    fn nodes_are_urls_or_urls_with_a_key() {
+        let config: InferenceConfig = serde_json::from_value(serde_json::json!({
+            "nodes": ["http://a:11434", {"url": "http://b:11434", "key": "0123456789abcdef"}]
+        }))
+        .unwrap();
+        assert_eq!(config.nodes[0], NodeConfig::from("http://a:11434"));
+        assert_eq!(config.nodes[1].key.as_deref(), Some("0123456789abcdef"));
+        let again: InferenceConfig = serde_json::from_value(serde_json::to_value(&config).unwrap()).unwrap();
+        assert_eq!(again.nodes, config.nodes);
     }
 }

@@ -270,9 +270,17 @@ pub struct Fleet {
     changed: tokio::sync::Notify,
     /// Becomes true once the nodes known at start have been probed.
     probed: tokio::sync::watch::Sender<bool>,
+    /// What announced nodes are reached with (`inference.engine_key`); configured nodes come with
+    /// their own.
+    announced_key: Option<http::HeaderValue>,
 }
 
 impl Fleet {
+    /// A fleet whose announced nodes are called with `announced_key` (`Bearer <key>`).
+    pub fn new(announced_key: Option<http::HeaderValue>) -> Self {
+        Self { announced_key, ..Self::default() }
+    }
+
     pub fn nodes(&self) -> Vec<Arc<Node>> {
         self.nodes.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -282,13 +290,17 @@ impl Fleet {
     }
 
     /// Adds the node at `url` (none: the engine in this process) unless it is known; returns
-    /// the node either way.
+    /// the node either way. An announced node is called with the deployment's engine key.
     pub fn add(&self, url: Option<&str>, source: Source, upstream: Upstream, capacity: usize) -> Arc<Node> {
         let id = url.map_or_else(|| LOCAL.to_owned(), node_id);
         let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = nodes.iter().find(|n| n.id == id) {
             return n.clone();
         }
+        let upstream = match (&self.announced_key, source) {
+            (Some(key), Source::Announced) => upstream.with_authorization(key.clone()),
+            _ => upstream,
+        };
         let node = Arc::new(Node::new(id, url.map(str::to_owned), source, upstream, capacity));
         nodes.push(node.clone());
         self.changed.notify_one();

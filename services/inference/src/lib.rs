@@ -26,7 +26,7 @@ use kit::service::{ServiceContext, ServiceHandle};
 use kit::upstream::Upstream;
 
 pub use access::{CatalogAccess, ModelAccess, Open, Uncatalogued};
-pub use config::InferenceConfig;
+pub use config::{InferenceConfig, NodeConfig};
 pub use error::InferenceError;
 pub use fleet::{Fleet, LOCAL, NodeStatus};
 pub use http::QUEUE_EVENTS;
@@ -62,14 +62,23 @@ pub async fn start(
     let outbox = Outbox::new(db.clone(), NAME, platform.bus.clone());
     tokio::spawn(outbox.clone().run(ctx.shutdown.clone()));
 
-    let fleet = Arc::new(Fleet::default());
+    let key = |key: &Option<String>, setting: &str| {
+        key.as_deref()
+            .map(kit::upstream::bearer)
+            .transpose()
+            .map_err(|e| InferenceError::Start(format!("{setting}: {e}")))
+    };
+    let fleet = Arc::new(Fleet::new(key(&config.engine_key, "inference.engine_key")?));
     if let Some(engine) = local_engine {
         fleet.add(None, Source::Local, engine, config.node_capacity);
     }
-    for url in &config.nodes {
-        let upstream = Upstream::http(std::slice::from_ref(url))
+    for node in &config.nodes {
+        let mut upstream = Upstream::http(std::slice::from_ref(&node.url))
             .map_err(|e| InferenceError::Start(format!("inference.nodes: {e}")))?;
-        fleet.add(Some(url.trim_end_matches('/')), Source::Configured, upstream, config.node_capacity);
+        if let Some(key) = key(&node.key, "inference.nodes")? {
+            upstream = upstream.with_authorization(key);
+        }
+        fleet.add(Some(node.url.trim_end_matches('/')), Source::Configured, upstream, config.node_capacity);
     }
     discovery::resume(&fleet, platform, config).await;
     discovery::listen(fleet.clone(), platform, config).await;

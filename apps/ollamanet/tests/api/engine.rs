@@ -10,7 +10,10 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::process::Child;
 
-use crate::helpers::{Deployment, Mode, base_config, eventually, spawn_serve, wait_for_nodes, without_engine};
+use crate::helpers::{Deployment, Mode, base_config, client, eventually, spawn_serve, wait_for_nodes, without_engine};
+
+/// The engine key of the tests' keyed engines.
+const ENGINE_KEY: &str = "test-engine-key-0123456789";
 
 /// Engine settings for tests: one thread per worker (tests run side by side), a small context.
 pub fn engine_config(config: &mut AppConfig) {
@@ -217,7 +220,7 @@ async fn two_engine_processes_route_by_model_and_survive_a_death() {
     engine_config(&mut config);
     let (_one, url_one) = engine_process(&infra, &config, "one", &[("alpha", 1), ("shared", 3)]).await;
     let (mut two, url_two) = engine_process(&infra, &config, "two", &[("shared", 3)]).await;
-    config.inference.nodes = vec![url_one.clone(), url_two.clone()];
+    config.inference.nodes = vec![url_one.clone().into(), url_two.clone().into()];
     config.inference.probe_interval = Duration::from_millis(200);
     let d = Deployment::in_process_with(infra, config, &without_engine()).await;
     let token = d.user_token("dora").await;
@@ -264,7 +267,8 @@ async fn two_engine_processes_route_by_model_and_survive_a_death() {
 }
 
 /// `serve --only engine --announce` and `ollamanet announce --url` put engines into the fleet
-/// over RabbitMQ; each is used within a second of announcing.
+/// over RabbitMQ; each is used within a second of announcing, reached with the deployment's
+/// engine key.
 #[tokio::test]
 async fn announced_engines_are_used_within_a_second() {
     let infra = TestInfra::with_stack(Stack::Full).await;
@@ -273,6 +277,8 @@ async fn announced_engines_are_used_within_a_second() {
     // The engines listen on 127.0.0.1: this deployment accepts private targets.
     config.inference.announce_policy.allow_private = true;
     config.inference.announce_policy.allowed_hosts = vec!["127.0.0.1".parse().unwrap()];
+    config.engine.key = Some(ENGINE_KEY.into());
+    config.inference.engine_key = Some(ENGINE_KEY.into());
     let base = config.clone();
     let d = Deployment::in_process_with(infra, config, &without_engine()).await;
     let infra = d.infra();
@@ -306,4 +312,167 @@ async fn announced_engines_are_used_within_a_second() {
     })
     .await;
     assert!(started.elapsed() < Duration::from_secs(2), "took {:?} (including the CLI's start)", started.elapsed());
+}
+
+/// Every route of an engine process, with a body that would do harm (or work) if it got through.
+fn every_engine_route() -> Vec<(Method, String, Option<Value>)> {
+    let blob = format!("/api/blobs/sha256:{}", "ab".repeat(32));
+    let post = |path: &str, body: Value| (Method::POST, path.to_owned(), Some(body));
+    let get = |path: &str| (Method::GET, path.to_owned(), None);
+    vec![
+        get("/"),
+        get("/api/version"),
+        get("/api/tags"),
+        post("/api/show", json!({"model": "tiny"})),
+        get("/api/ps"),
+        post("/api/generate", json!({"model": "tiny", "prompt": "Hi", "stream": false, "options": {"num_predict": 1}})),
+        post("/api/chat", chat("tiny", 1)),
+        post("/api/embed", json!({"model": "tiny", "input": "Hi"})),
+        post("/api/embeddings", json!({"model": "tiny", "prompt": "Hi"})),
+        post("/api/pull", json!({"model": "http://127.0.0.1:9/attacker/model", "insecure": true})),
+        (Method::DELETE, "/api/delete".into(), Some(json!({"model": "tiny"}))),
+        post("/api/copy", json!({"source": "tiny", "destination": "stolen"})),
+        post("/api/create", json!({"model": "planted", "from": "tiny"})),
+        (Method::POST, blob.clone(), None),
+        (Method::HEAD, blob, None),
+        post(
+            "/v1/chat/completions",
+            json!({"model": "tiny", "max_tokens": 1, "messages": [{"role": "user", "content": "Hi"}]}),
+        ),
+        post("/v1/completions", json!({"model": "tiny", "max_tokens": 1, "prompt": "Hi"})),
+        post("/v1/embeddings", json!({"model": "tiny", "input": "Hi"})),
+        get("/v1/models"),
+        get("/health"),
+        get("/ready"),
+        get("/metrics"),
+        get("/openapi.json"),
+        get("/no/such/route"),
+    ]
+}
+
+async fn engine_call(
+    url: &str,
+    method: Method,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&Value>,
+) -> reqwest::Response {
+    let mut req = client().request(method, format!("{url}{path}"));
+    if let Some(key) = key {
+        req = req.bearer_auth(key);
+    }
+    match body {
+        Some(body) => req.json(body),
+        None if path.starts_with("/api/blobs/") => req.body("not a model"),
+        None => req,
+    }
+    .send()
+    .await
+    .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// An engine process with a key answers 401, in Ollama's error format, on every route to a
+/// caller without it (or with another): nobody can delete, copy, create, upload, pull or run a
+/// model. With the key, the same API works.
+#[tokio::test]
+async fn an_engine_with_a_key_answers_nothing_without_it() {
+    let infra = TestInfra::new().await;
+    let mut config = base_config(&infra);
+    engine_config(&mut config);
+    config.engine.key = Some(ENGINE_KEY.into());
+    let (_engine, url) = engine_process(&infra, &config, "keyed", &[("tiny", 1)]).await;
+
+    for (method, path, body) in every_engine_route() {
+        for key in [None, Some("test-engine-key-0123456788"), Some("")] {
+            let res = engine_call(&url, method.clone(), &path, key, body.as_ref()).await;
+            let status = res.status();
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path} with {key:?}");
+            assert!(res.headers().contains_key("www-authenticate"), "{method} {path}");
+            if method != Method::HEAD {
+                let body: Value = res.json().await.unwrap();
+                assert!(body["error"].as_str().is_some_and(|e| e.contains("unauthorized")), "{body}");
+            }
+        }
+    }
+
+    // Nothing the attempts asked for happened.
+    let tags: Value = engine_call(&url, Method::GET, "/api/tags", Some(ENGINE_KEY), None).await.json().await.unwrap();
+    let names: Vec<&str> = tags["models"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["tiny:latest"]);
+    let blob = every_engine_route().into_iter().find(|(m, _, _)| *m == Method::HEAD).unwrap().1;
+    let res = engine_call(&url, Method::HEAD, &blob, Some(ENGINE_KEY), None).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND, "no blob was uploaded");
+
+    // With the key: a chat, and a copy that can be deleted again.
+    let res = engine_call(&url, Method::POST, "/api/chat", Some(ENGINE_KEY), Some(&chat("tiny", 2))).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(ndjson(&res.text().await.unwrap()).last().unwrap()["done"], true);
+    let copy = json!({"source": "tiny", "destination": "copied"});
+    let res = engine_call(&url, Method::POST, "/api/copy", Some(ENGINE_KEY), Some(&copy)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res =
+        engine_call(&url, Method::DELETE, "/api/delete", Some(ENGINE_KEY), Some(&json!({"model": "copied"}))).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = engine_call(&url, Method::GET, "/health", Some(ENGINE_KEY), None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+/// Gateway and inference in one process, a keyed engine in another: configured with its key the
+/// engine serves a chat end to end; configured without it, the node stays out of the fleet.
+#[tokio::test]
+async fn the_platform_reaches_a_keyed_engine_with_its_key() {
+    let infra = TestInfra::new().await;
+    let mut config = base_config(&infra);
+    engine_config(&mut config);
+    let mut keyed = config.clone();
+    keyed.engine.key = Some(ENGINE_KEY.into());
+    let (_engine, url) = engine_process(&infra, &keyed, "keyed", &[("tiny", 1)]).await;
+    let (_other, other_url) = engine_process(&infra, &keyed, "unkeyed-config", &[]).await;
+    config.inference.nodes = vec![
+        ollamanet_inference::NodeConfig { url: url.clone(), key: Some(ENGINE_KEY.into()) },
+        other_url.clone().into(),
+    ];
+    config.inference.probe_interval = Duration::from_millis(200);
+    let d = Deployment::in_process_with(infra, config, &without_engine()).await;
+    wait_for_nodes(&d, 1).await;
+    let token = d.user_token("kim").await;
+
+    let (status, body) = d.call(Method::POST, "/ollama/api/chat", Some(&token), Some(chat("tiny", 2))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let admin = d.admin_token("keyadmin").await;
+    let (_, list) = d.call(Method::GET, "/api/admin/engines", Some(&admin), None).await;
+    let other = list["items"].as_array().unwrap().iter().find(|n| n["url"] == other_url.as_str()).expect("listed");
+    assert_eq!(other["healthy"], false, "{other}");
+    assert!(other["last_error"].as_str().is_some_and(|e| e.contains("401")), "{other}");
+}
+
+/// `ollamanet serve ARGS` that must refuse to start: its exit status and what it said.
+async fn refused(infra: &TestInfra, config: &AppConfig, args: &[&str]) -> String {
+    let file = infra.data_dir().join(format!("refused-{}.toml", args.join("_").replace([',', ':', '.'], "-")));
+    std::fs::write(&file, ollamanet::config::to_toml(config, false)).unwrap();
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_ollamanet"))
+        .args(["--config", file.to_str().unwrap(), "serve"])
+        .args(args)
+        .env_remove("AMQP_URL")
+        .env_remove("OLLAMANET_ENGINE__KEY")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), run).await.expect("exits in time").unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success() && !stdout.contains("listening on"), "{args:?} started: {stdout}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// An engine without a key does not listen beyond loopback, is not announced, and never shares
+/// a listener with other services.
+#[tokio::test]
+async fn an_engine_without_a_key_refuses_to_listen_on_the_network() {
+    let infra = TestInfra::new().await;
+    let config = base_config(&infra);
+    let said = refused(&infra, &config, &["--only", "engine", "--listen", "0.0.0.0:0"]).await;
+    assert!(said.contains("engine.key") && said.contains("0.0.0.0:0"), "{said}");
+    let said = refused(&infra, &config, &["--only", "engine", "--listen", "127.0.0.1:0", "--announce"]).await;
+    assert!(said.contains("engine.key"), "{said}");
+    let said = refused(&infra, &config, &["--only", "engine,auth", "--listen", "127.0.0.1:0"]).await;
+    assert!(said.contains("never shares a listener"), "{said}");
 }

@@ -531,7 +531,7 @@ fn go_value(raw: Raw) -> Value {
 /// A configuration whose inference service drives `nodes`, probing them often.
 pub fn config_with_nodes(infra: &TestInfra, nodes: &[&FakeOllama]) -> AppConfig {
     let mut config = base_config(infra);
-    config.inference.nodes = nodes.iter().map(|n| n.url.clone()).collect();
+    config.inference.nodes = nodes.iter().map(|n| n.url.clone().into()).collect();
     config.inference.probe_interval = Duration::from_millis(200);
     config
 }

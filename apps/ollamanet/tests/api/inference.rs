@@ -67,7 +67,7 @@ async fn a_node_behind_https_is_trusted_through_the_system_trust_store() {
     let ca_file = infra.data_dir().join("tunnel-ca.pem");
     std::fs::write(&ca_file, ca_pem).unwrap();
     let mut config = base_config(&infra);
-    config.inference.nodes = vec![url];
+    config.inference.nodes = vec![url.into()];
     config.inference.probe_interval = Duration::from_millis(200);
     let args = ["--only", "gateway,auth,inference"];
 

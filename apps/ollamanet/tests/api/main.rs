@@ -8,6 +8,7 @@ mod browser;
 mod bus_forgery;
 mod catalog;
 mod cli;
+mod combinations;
 mod conversations;
 mod discovery;
 mod docs_commands;

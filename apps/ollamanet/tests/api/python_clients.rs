@@ -44,7 +44,7 @@ async fn the_official_python_clients_work_against_the_engine_and_the_gateway() {
     engine_config.infra.data_dir = infra.data_dir().join("engine");
     crate::engine::import_tiny(&engine_config.infra.data_dir, &engine_config, "tiny", 5).await;
     let (_engine, engine_url) = spawn_serve(&infra, &engine_config, &["--only", "engine"]).await;
-    config.inference.nodes = vec![engine_url.clone()];
+    config.inference.nodes = vec![engine_url.clone().into()];
     let d = Deployment::in_process_with(infra, config, &without_engine()).await;
     let token = d.user_token("pyclient").await;
 

@@ -92,6 +92,9 @@ impl RabbitBus {
     pub(super) async fn close(&self) {
         self.shared.closed.store(true, Ordering::SeqCst);
         self.shared.shutdown.cancel();
+        // A closed bus never consumes again. Its handlers hold services that hold the bus: kept,
+        // they would keep each other (and the services' database pools) alive.
+        self.shared.subs.lock().await.clear();
         let live = self.shared.live.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(live) = live {
             let _ = live.conn.close(200, "shutdown".into()).await;
