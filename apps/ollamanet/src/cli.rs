@@ -50,7 +50,11 @@ pub enum Command {
     /// Read one document for the conversation service, confined (the service runs it; see
     /// `ollamanet_documents::isolated`).
     #[command(name = "extract-document", hide = true)]
-    ExtractDocument(ExtractDocumentArgs),
+    ExtractDocument(ChildArgs),
+    /// Render chat templates for the engine, confined (the engine runs it; see
+    /// `ollamanet_model_format::worker`).
+    #[command(name = "render-templates", hide = true)]
+    RenderTemplates(ChildArgs),
 }
 
 #[derive(Debug, Args)]
@@ -66,8 +70,8 @@ pub struct DoctorArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct ExtractDocumentArgs {
-    /// What the service asks for, as `ollamanet_documents::isolated::extract` writes it.
+pub struct ChildArgs {
+    /// What the service that starts the child asks of it.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
 }
@@ -213,7 +217,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         // `main` runs it before there is a runtime.
-        Command::ExtractDocument(_) => bail!("extract-document is run by the server itself"),
+        Command::ExtractDocument(_) | Command::RenderTemplates(_) => bail!("this command is run by the server itself"),
         Command::Routes(RoutesCommand::Print(common)) => {
             let config =
                 config::load(cli.config.as_deref(), &Overrides { data_dir: common.data_dir, ..Default::default() })?;

@@ -17,9 +17,11 @@ const BLOCKING_GRACE: Duration = Duration::from_secs(2);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::ExtractDocument(args) = &cli.command {
-        // Before any runtime or thread: the memory bound it sets counts everything mapped.
-        return ollamanet_documents::isolated::run_child(&args.args);
+    // Before any runtime or thread: the memory bound a child sets counts everything mapped.
+    match &cli.command {
+        Command::ExtractDocument(args) => return ollamanet_documents::isolated::run_child(&args.args),
+        Command::RenderTemplates(args) => return ollamanet_model_format::worker::run_child(&args.args),
+        _ => {}
     }
     kit::tls::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

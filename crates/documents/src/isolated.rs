@@ -5,7 +5,7 @@
 //! a recursion nobody foresaw (a stack overflow aborts the process, it cannot be caught) or a
 //! loop. So a server runs [`extract`], which starts a child: the server's own binary again
 //! (`<program> extract-document …`, a hidden subcommand that calls [`run_child`]). The child
-//! first confines itself, before it reads a byte of the document:
+//! first confines itself (`ollamanet_sandbox`), before it reads a byte of the document:
 //!
 //! - `RLIMIT_AS`, its address space, to [`Isolation::memory_bytes`]: an allocation past it fails
 //!   and the child aborts;
@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use std::process::{ExitCode, ExitStatus, Stdio};
 use std::time::Duration;
 
-use rustix::process::Signal;
+use ollamanet_sandbox::Confinement;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
@@ -179,7 +179,7 @@ async fn drain(from: Option<impl AsyncRead + Unpin>, keep: usize) -> Vec<u8> {
 fn died(status: ExitStatus, isolation: &Isolation) -> String {
     let mib = isolation.memory_bytes >> 20;
     match status.signal() {
-        Some(signal) if signal == Signal::XCPU.as_raw() || signal == Signal::KILL.as_raw() => {
+        Some(signal) if ollamanet_sandbox::out_of_time(signal) => {
             format!("reading it used more than the {} s of processing time allowed", isolation.timeout.as_secs_f32())
         }
         Some(_) => format!("reading it needed more than the {mib} MiB of memory allowed, or crashed the reader"),
@@ -241,7 +241,8 @@ pub fn run_child(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = confine(request.memory_bytes, request.cpu_seconds) {
+    let confinement = Confinement { memory_bytes: request.memory_bytes, cpu_seconds: Some(request.cpu_seconds) };
+    if let Err(e) = ollamanet_sandbox::confine(confinement) {
         eprintln!("{SUBCOMMAND}: cannot limit itself: {e}");
         return ExitCode::from(3);
     }
@@ -283,17 +284,6 @@ fn read(request: &ChildArgs, bytes: &[u8]) -> Result<(Kind, Extracted), Document
         )));
     }
     Ok((kind, extracted))
-}
-
-/// The limits the child sets on itself; see the module documentation.
-fn confine(memory_bytes: u64, cpu_seconds: u64) -> io::Result<()> {
-    use rustix::process::{Resource, Rlimit, set_parent_process_death_signal, setrlimit};
-    set_parent_process_death_signal(Some(Signal::KILL))?;
-    let limit = |current: u64, maximum: u64| Rlimit { current: Some(current), maximum: Some(maximum) };
-    setrlimit(Resource::Core, limit(0, 0))?;
-    setrlimit(Resource::Cpu, limit(cpu_seconds, cpu_seconds.saturating_add(1)))?;
-    setrlimit(Resource::As, limit(memory_bytes, memory_bytes))?;
-    Ok(())
 }
 
 #[cfg(test)]

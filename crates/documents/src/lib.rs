@@ -49,8 +49,9 @@
 mod chunk;
 mod docx;
 mod error;
-#[cfg(test)]
-mod fixtures;
+#[cfg(any(test, feature = "fixtures"))]
+#[doc(hidden)]
+pub mod fixtures;
 mod inflate;
 pub mod isolated;
 mod pdf;

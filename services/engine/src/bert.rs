@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::EngineError;
-use crate::gguf::{GgufWriter, TensorData, TensorType, Value as GValue};
+use ollamanet_model_format::gguf::{GgufWriter, TensorData, TensorType, Value as GValue};
 
 #[derive(Deserialize)]
 struct BertConfig {

@@ -3,10 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ollamanet_model_format::template;
 use serde::{Deserialize, Serialize};
-
-/// Enough for the chat templates of real models over thousands of messages with tools.
-pub const DEFAULT_TEMPLATE_FUEL: u64 = 5_000_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -29,6 +27,17 @@ pub struct EngineConfig {
     pub registry_private_redirects: bool,
     /// Instructions a chat template may run for one request (minijinja's fuel).
     pub template_fuel: u64,
+    /// Render chat templates in confined worker processes (the server's own binary, run as
+    /// `render-templates`). Off only for a library that embeds the engine without that binary.
+    pub template_isolation: bool,
+    /// The program run as a template worker. Default: this program.
+    pub template_program: Option<PathBuf>,
+    /// Address space of a template worker, in bytes: a template that needs more fails its
+    /// request.
+    pub template_memory: u64,
+    /// How long a template may take to render.
+    #[serde(with = "kit::config::duration")]
+    pub template_timeout: Duration,
     /// Requests one loaded model serves at once (each has its own context and KV cache).
     pub parallel: usize,
     /// Requests that may wait per model; past it the engine answers 503.
@@ -58,7 +67,11 @@ impl Default for EngineConfig {
             registry_ca_file: None,
             registry_timeout: Duration::from_secs(20),
             registry_private_redirects: false,
-            template_fuel: DEFAULT_TEMPLATE_FUEL,
+            template_fuel: template::DEFAULT_FUEL,
+            template_isolation: true,
+            template_program: None,
+            template_memory: 512 << 20,
+            template_timeout: Duration::from_secs(10),
             parallel: 1,
             max_queue: 512,
             keep_alive: Duration::from_secs(300),
@@ -99,6 +112,12 @@ impl EngineConfig {
         }
         if self.template_fuel == 0 {
             return Err("engine.template_fuel must be more than zero".into());
+        }
+        if self.template_memory < 64 << 20 {
+            return Err("engine.template_memory must be at least 64 MiB".into());
+        }
+        if self.template_timeout.is_zero() {
+            return Err("engine.template_timeout must be more than zero".into());
         }
         if let Some(key) = &self.key {
             crate::guard::check_key(key).map_err(|e| format!("engine.key {e}"))?;

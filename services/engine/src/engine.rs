@@ -14,7 +14,7 @@ use crate::name::ModelName;
 use crate::options::{self, GenOptions};
 use crate::sched::{KeepAlive, Runner, SchedError, Scheduler};
 use crate::store::{ModelEntry, PARAMS_MEDIA_TYPE, SYSTEM_MEDIA_TYPE, Store, TEMPLATE_MEDIA_TYPE};
-use crate::template::{self, TemplateError, TemplateMessage};
+use ollamanet_model_format::template::{Prompt, TemplateError, TemplateMessage};
 
 /// A failure with the HTTP status Ollama would answer, and for the failures Ollama has no
 /// status of its own for (a registry that is down, a template over its budget) a stable code.
@@ -60,6 +60,7 @@ pub struct EngineState {
     pub registry: crate::registry::Registry,
     pub shutdown: CancellationToken,
     pub pulls: crate::registry::Pulls,
+    pub templates: crate::templates::Templates,
 }
 
 /// The prompt of a generation, before the template.
@@ -177,12 +178,7 @@ impl EngineState {
             guard.keep_alive = None;
             return Err(Failure::bad_request(format!("\"{}\" does not support generate", req.model)));
         }
-        // Off the runtime's threads: a template may spend its whole fuel.
-        let (render_runner, render_entry, fuel) = (runner.clone(), entry.clone(), self.config.template_fuel);
-        let (prompt, add_special) =
-            tokio::task::spawn_blocking(move || render_prompt(&render_runner, &render_entry, req.input, fuel))
-                .await
-                .map_err(|e| Failure::internal(e.to_string()))??;
+        let (prompt, add_special) = self.render_prompt(&runner, &entry, req.input).await?;
         tracing::debug!(model = %entry.name.display_short(), prompt_len = prompt.len(), "generation");
         let (tx, rx) = mpsc::channel(64);
         let job = GenerateJob {
@@ -265,16 +261,65 @@ fn is_jinja(t: &str) -> bool {
     !t.contains("{{ .") && !t.contains("{{- .") && (t.contains("messages") || t.contains("{%"))
 }
 
-/// Renders the prompt; returns it and whether the tokenizer should add BOS.
-fn render_prompt(
-    runner: &Runner,
-    entry: &ModelEntry,
-    input: PromptInput,
-    fuel: u64,
-) -> Result<(String, bool), Failure> {
-    let loaded = &runner.loaded;
+impl EngineState {
+    /// Renders the prompt; returns it and whether the tokenizer should add BOS.
+    async fn render_prompt(
+        &self,
+        runner: &Arc<Runner>,
+        entry: &ModelEntry,
+        input: PromptInput,
+    ) -> Result<(String, bool), Failure> {
+        let loaded = &runner.loaded;
+        // The model's layers are files.
+        let read_entry = entry.clone();
+        let (messages, tools, layer) = match tokio::task::spawn_blocking(move || conversation(&read_entry, input))
+            .await
+            .map_err(|e| Failure::internal(e.to_string()))?
+        {
+            Conversation::Raw(prompt) => return Ok((prompt, loaded.add_bos)),
+            Conversation::Messages { messages, tools, template } => (messages, tools, template),
+        };
+        let template = layer.or_else(|| loaded.chat_template.clone());
+        let mut prompt = Prompt {
+            template: template.clone().unwrap_or_default(),
+            messages,
+            tools,
+            bos_token: loaded.bos.clone(),
+            eos_token: loaded.eos.clone(),
+            fuel: self.config.template_fuel,
+        };
+        if template.is_some() {
+            match self.templates.render(&prompt).await {
+                Ok(text) => {
+                    let add = loaded.add_bos && (loaded.bos.is_empty() || !text.starts_with(&loaded.bos));
+                    return Ok((text, add));
+                }
+                Err(e @ TemplateError::Limit(_)) => return Err(Failure::coded(400, "template_limit", e.to_string())),
+                Err(e) => tracing::debug!(error = %e, "the chat template did not render; using llama.cpp's"),
+            }
+        }
+        let pairs: Vec<(String, String)> =
+            std::mem::take(&mut prompt.messages).into_iter().map(|m| (m.role, m.content)).collect();
+        let text = loaded
+            .builtin_chat(template.as_deref(), &pairs)
+            .or_else(|_| loaded.builtin_chat(None, &pairs))
+            .map_err(|e| Failure::internal(format!("cannot apply the chat template: {e}")))?;
+        Ok((text, loaded.add_bos))
+    }
+}
+
+/// What a prompt is made of, before the template.
+enum Conversation {
+    /// A raw generation: the prompt as given.
+    Raw(String),
+    /// Messages (the model's system prompt added where the request has none), and the model's
+    /// own Jinja template layer if it has one.
+    Messages { messages: Vec<TemplateMessage>, tools: Option<Value>, template: Option<String> },
+}
+
+fn conversation(entry: &ModelEntry, input: PromptInput) -> Conversation {
     let (messages, tools) = match input {
-        PromptInput::Generate { prompt, raw: true, .. } => return Ok((prompt, loaded.add_bos)),
+        PromptInput::Generate { prompt, raw: true, .. } => return Conversation::Raw(prompt),
         PromptInput::Generate { prompt, system, raw: false } => {
             let mut m = Vec::new();
             if let Some(s) = system.or_else(|| entry.text_layer(SYSTEM_MEDIA_TYPE)).filter(|s| !s.is_empty()) {
@@ -292,22 +337,6 @@ fn render_prompt(
             (messages, tools)
         }
     };
-    let layer = entry.text_layer(TEMPLATE_MEDIA_TYPE).filter(|t| is_jinja(t));
-    let template = layer.or_else(|| loaded.chat_template.clone());
-    if let Some(t) = &template {
-        match template::render(t, &messages, tools.as_ref(), &loaded.bos, &loaded.eos, fuel) {
-            Ok(text) => {
-                let add = loaded.add_bos && (loaded.bos.is_empty() || !text.starts_with(&loaded.bos));
-                return Ok((text, add));
-            }
-            Err(e @ TemplateError::Limit(_)) => return Err(Failure::coded(400, "template_limit", e.to_string())),
-            Err(e) => tracing::debug!(error = %e, "the chat template did not render; using llama.cpp's"),
-        }
-    }
-    let pairs: Vec<(String, String)> = messages.iter().map(|m| (m.role.clone(), m.content.clone())).collect();
-    let text = loaded
-        .builtin_chat(template.as_deref(), &pairs)
-        .or_else(|_| loaded.builtin_chat(None, &pairs))
-        .map_err(|e| Failure::internal(format!("cannot apply the chat template: {e}")))?;
-    Ok((text, loaded.add_bos))
+    let template = entry.text_layer(TEMPLATE_MEDIA_TYPE).filter(|t| is_jinja(t));
+    Conversation::Messages { messages, tools, template }
 }

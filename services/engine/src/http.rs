@@ -19,12 +19,12 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use crate::engine::{EngineState, Failure, GenRequest, Generation, Preload, PromptInput};
-use crate::gguf::{self, GgufFile};
 use crate::llm::{Event, Finished};
 use crate::name::ModelName;
 use crate::registry::Progress;
 use crate::store::{self, ExtraLayers, ModelEntry};
-use crate::template::TemplateMessage;
+use ollamanet_model_format::gguf::{self, GgufFile};
+use ollamanet_model_format::template::TemplateMessage;
 
 /// The version `/api/version` reports: the Ollama API level this engine implements.
 pub const OLLAMA_VERSION: &str = "0.12.0";

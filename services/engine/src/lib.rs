@@ -4,7 +4,6 @@
 mod bert;
 mod config;
 mod engine;
-pub mod gguf;
 mod guard;
 mod http;
 mod llm;
@@ -16,7 +15,7 @@ mod registry;
 mod sched;
 mod stats;
 pub mod store;
-mod template;
+mod templates;
 mod tiny;
 
 use std::sync::Arc;
@@ -32,7 +31,7 @@ pub use guard::require_key;
 pub use models::{ModelSummary, demo, import, import_safetensors, list, pull, remove};
 pub use name::ModelName;
 pub use registry::Progress;
-pub use tiny::write_tiny_llama;
+pub use tiny::{write_tiny_llama, write_tiny_llama_with_template};
 
 pub const NAME: &str = "engine";
 
@@ -49,7 +48,7 @@ pub enum EngineError {
     #[error(transparent)]
     Name(#[from] name::InvalidName),
     #[error(transparent)]
-    Gguf(#[from] gguf::GgufError),
+    Gguf(#[from] ollamanet_model_format::gguf::GgufError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error("{0}")]
@@ -130,6 +129,7 @@ pub async fn start(
         registry,
         shutdown,
         pulls: registry::Pulls::default(),
+        templates: templates::Templates::new(config).map_err(EngineError::Config)?,
     });
     let router = kit::http::service_layers(http::routes().with_state(state), NAME);
     tracing::info!(models_dir = %dir.display(), "engine started");

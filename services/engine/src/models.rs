@@ -239,7 +239,7 @@ fn cached_gguf(file: &str, make: impl FnOnce(&Path) -> Result<(), EngineError>) 
     let tmp = tempfile::Builder::new().prefix(".make-").tempdir_in(&dir)?;
     let out = tmp.path().join(file);
     make(&out)?;
-    crate::gguf::GgufFile::read(&out, false)?;
+    ollamanet_model_format::gguf::GgufFile::read(&out, false)?;
     // Atomic: a concurrent run that made the same file replaces it with identical content.
     std::fs::rename(&out, &target)?;
     Ok(target)

@@ -3,7 +3,7 @@
 //! for each missing layer. Downloads go to `blobs/sha256-<hex>-partial` and resume with `Range`
 //! after an interruption; every blob is checked against its digest before it is kept.
 //!
-//! What a registry sends is not trusted: a manifest is read up to [`MAX_MANIFEST`] bytes, and a
+//! What a registry sends is not trusted: a manifest is read up to [`MAX_BYTES`] and checked, and a
 //! redirect is followed only to where the registry itself could not send the engine otherwise —
 //! https (or http when the registry is http), at most [`MAX_REDIRECTS`] hops, and never to a
 //! private, loopback or link-local address other than the registry's own (a host name is
@@ -27,13 +27,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::config::EngineConfig;
 use crate::engine::Failure;
 use crate::name::{DEFAULT_HOST, ModelName};
-use crate::store::{self, Layer, MANIFEST_MEDIA_TYPE, Manifest, Store, StoreError};
+use ollamanet_model_format::manifest::{Layer, MANIFEST_MEDIA_TYPE, MAX_BYTES, Manifest, ManifestError};
+
+use crate::store::{Store, StoreError};
 
 /// One line of Ollama's pull progress.
 pub use ollama_api::types::ProgressResponse as Progress;
 
-/// Bytes a manifest may have. Ollama's are about a kilobyte.
-const MAX_MANIFEST: usize = 1 << 20;
 /// Redirects one request may follow. A registry hands a blob to its CDN in one.
 const MAX_REDIRECTS: usize = 5;
 
@@ -245,8 +245,8 @@ impl Registry {
     }
 }
 
-/// The manifest of `tag`, read up to [`MAX_MANIFEST`] bytes and checked before anything in it
-/// is used.
+/// The manifest of `tag`, read up to [`MAX_BYTES`] and checked ([`Manifest::parse`]) before
+/// anything in it is used.
 async fn fetch_manifest(client: &reqwest::Client, repo: &str, tag: &str) -> Result<Manifest, PullError> {
     let res = client
         .get(format!("{repo}/manifests/{tag}"))
@@ -260,29 +260,20 @@ async fn fetch_manifest(client: &reqwest::Client, repo: &str, tag: &str) -> Resu
     if !res.status().is_success() {
         return Err(PullError::status(res.status(), "the manifest"));
     }
-    let too_large = || PullError::Registry(format!("the registry's manifest is larger than {MAX_MANIFEST} bytes"));
-    if res.content_length().is_some_and(|n| n > MAX_MANIFEST as u64) {
-        return Err(too_large());
+    let refused = |e: ManifestError| PullError::Registry(format!("the registry's {e}"));
+    if res.content_length().is_some_and(|n| n > MAX_BYTES as u64) {
+        return Err(refused(ManifestError::TooLarge));
     }
     let mut bytes = Vec::new();
     let mut body = res.bytes_stream();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| PullError::request(e, "the manifest"))?;
-        if bytes.len() + chunk.len() > MAX_MANIFEST {
-            return Err(too_large());
+        if bytes.len() + chunk.len() > MAX_BYTES {
+            return Err(refused(ManifestError::TooLarge));
         }
         bytes.extend_from_slice(&chunk);
     }
-    let manifest: Manifest = serde_json::from_slice(&bytes)
-        .map_err(|e| PullError::Registry(format!("the registry sent a malformed manifest: {e}")))?;
-    if let Some(bad) = manifest.digests().find(|d| !store::valid_digest(d)) {
-        return Err(PullError::Registry(format!("the registry's manifest names an invalid digest {bad:?}")));
-    }
-    let mut sizes = std::iter::once(manifest.config.size).chain(manifest.layers.iter().map(|l| l.size));
-    if sizes.try_fold(0u64, u64::checked_add).is_none() {
-        return Err(PullError::Registry("the registry's manifest declares impossible sizes".into()));
-    }
-    Ok(manifest)
+    Manifest::parse(&bytes).map_err(refused)
 }
 
 /// Where a pull's redirects may lead.

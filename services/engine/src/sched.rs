@@ -16,11 +16,11 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::gguf::GgufFile;
 use crate::llm::{Activity, Job, LoadOptions, Loaded};
 use crate::name::ModelName;
 use crate::stats::Stats;
 use crate::store::{ModelEntry, Store, StoreError};
+use ollamanet_model_format::gguf::GgufFile;
 
 /// How long a model stays loaded after its last request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,16 +19,14 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::gguf::{self, GgufFile};
-use crate::name::ModelName;
+use ollamanet_model_format::gguf::{self, GgufFile};
+use ollamanet_model_format::manifest::digest_hex;
+pub use ollamanet_model_format::manifest::{
+    CONFIG_MEDIA_TYPE, LICENSE_MEDIA_TYPE, Layer, MANIFEST_MEDIA_TYPE, MODEL_MEDIA_TYPE, Manifest, PARAMS_MEDIA_TYPE,
+    SYSTEM_MEDIA_TYPE, TEMPLATE_MEDIA_TYPE, valid_digest,
+};
 
-pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.docker.container.image.v1+json";
-pub const MODEL_MEDIA_TYPE: &str = "application/vnd.ollama.image.model";
-pub const TEMPLATE_MEDIA_TYPE: &str = "application/vnd.ollama.image.template";
-pub const SYSTEM_MEDIA_TYPE: &str = "application/vnd.ollama.image.system";
-pub const PARAMS_MEDIA_TYPE: &str = "application/vnd.ollama.image.params";
-pub const LICENSE_MEDIA_TYPE: &str = "application/vnd.ollama.image.license";
+use crate::name::ModelName;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -48,40 +46,6 @@ pub enum StoreError {
     ReadOnly(String),
     #[error("{0}")]
     Invalid(String),
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct Manifest {
-    pub schema_version: u32,
-    pub media_type: String,
-    pub config: Layer,
-    pub layers: Vec<Layer>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct Layer {
-    pub media_type: String,
-    pub digest: String,
-    pub size: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
-}
-
-impl Manifest {
-    pub fn layer(&self, media_type: &str) -> Option<&Layer> {
-        self.layers.iter().find(|l| l.media_type == media_type)
-    }
-
-    /// Every blob the manifest references, the config included.
-    pub fn digests(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.config.digest.as_str()).chain(self.layers.iter().map(|l| l.digest.as_str()))
-    }
-
-    pub fn total_size(&self) -> u64 {
-        self.config.size + self.layers.iter().map(|l| l.size).sum::<u64>()
-    }
 }
 
 /// The config blob, as Ollama writes it.
@@ -173,15 +137,7 @@ fn read_small(path: &Path) -> Option<Vec<u8>> {
 
 /// `sha256:<64 hex>` → `<root>/blobs/sha256-<hex>`; anything else is refused.
 pub fn blob_file(root: &Path, digest: &str) -> Option<PathBuf> {
-    let hex = digest.strip_prefix("sha256:")?;
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
-        return None;
-    }
-    Some(root.join("blobs").join(format!("sha256-{hex}")))
-}
-
-pub fn valid_digest(digest: &str) -> bool {
-    blob_file(Path::new("."), digest).is_some()
+    Some(root.join("blobs").join(format!("sha256-{}", digest_hex(digest)?)))
 }
 
 pub struct Store {
@@ -284,8 +240,7 @@ impl Store {
             Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let manifest: Manifest =
-            serde_json::from_slice(&bytes).map_err(|e| StoreError::Manifest(name.to_string(), e.to_string()))?;
+        let manifest = Manifest::parse(&bytes).map_err(|e| StoreError::Manifest(name.to_string(), e.to_string()))?;
         let modified = fs::metadata(&path)?.modified().unwrap_or(SystemTime::UNIX_EPOCH);
         Ok(Some(ModelEntry {
             name: name.clone(),

@@ -7,9 +7,8 @@
 
 use std::path::Path;
 
-use crate::gguf::{GgufError, GgufWriter, TensorData, Value, ValueType};
-
-pub const CHATML_TEMPLATE: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+use ollamanet_model_format::gguf::{GgufError, GgufWriter, TensorData, Value, ValueType};
+use ollamanet_model_format::template::CHATML;
 
 const N_EMBD: u64 = 64;
 const N_FF: u64 = 128;
@@ -20,6 +19,11 @@ const CONTEXT: u32 = 2048;
 
 /// Writes the tiny model to `path`.
 pub fn write_tiny_llama(path: &Path, seed: u64) -> Result<(), GgufError> {
+    write_tiny_llama_with_template(path, seed, CHATML)
+}
+
+/// Writes the tiny model to `path`, with `template` as its chat template (a hostile one, say).
+pub fn write_tiny_llama_with_template(path: &Path, seed: u64, template: &str) -> Result<(), GgufError> {
     let mut rng = Rng(seed ^ 0x9e37_79b9_7f4a_7c15);
     let byte_chars = gpt2_byte_chars();
     let mut tokens: Vec<String> = byte_chars.iter().map(|c| c.to_string()).collect();
@@ -55,7 +59,7 @@ pub fn write_tiny_llama(path: &Path, seed: u64) -> Result<(), GgufError> {
         .u32("tokenizer.ggml.eos_token_id", 258)
         .u32("tokenizer.ggml.padding_token_id", 256)
         .bool("tokenizer.ggml.add_bos_token", false)
-        .string("tokenizer.chat_template", CHATML_TEMPLATE);
+        .string("tokenizer.chat_template", template);
 
     let embd: Vec<f32> = (0..n_vocab * N_EMBD).map(|_| rng.normal()).collect();
     w.tensor(TensorData::f32("token_embd.weight", &[N_EMBD, n_vocab], &embd));

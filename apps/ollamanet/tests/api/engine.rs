@@ -108,6 +108,37 @@ async fn the_embedded_engine_serves_both_faces_through_the_gateway() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
+/// A model's chat template that would build gigabytes — one instruction makes 100 MB, each
+/// `s ~ s` doubles it — fails its own request with 400 `template_limit`, in the worker process it
+/// renders in: the platform's memory never holds it, and the next chat, and the next hostile
+/// one, are answered.
+#[tokio::test]
+async fn a_chat_template_that_needs_gigabytes_fails_its_request() {
+    const GREEDY: &str = "{% set s = 'x' * 100000000 %}{% set s = s ~ s %}{% set s = s ~ s %}{% set s = s ~ s %}\
+        {% set s = s ~ s %}{% set s = s ~ s %}{% set s = s ~ s %}{% set s = s ~ s %}{{ s | length }}{{ messages }}";
+    let infra = TestInfra::new().await;
+    let mut config = base_config(&infra);
+    engine_config(&mut config);
+    import_tiny(infra.data_dir(), &config, "tiny", 1).await;
+    let file = infra.data_dir().join("greedy.gguf");
+    ollamanet_engine::write_tiny_llama_with_template(&file, 2, GREEDY).unwrap();
+    ollamanet_engine::import(infra.data_dir(), &config.engine, &file, "greedy").await.unwrap();
+    let d = Deployment::start_with(Mode::AllInOne, infra, config).await;
+    let token = d.user_token("ada").await;
+    for _ in 0..2 {
+        let (status, body) = d.call(Method::POST, "/ollama/api/chat", Some(&token), Some(chat("greedy", 2))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(body.to_string().contains("512 MiB"), "{body}");
+        let (status, body) = d.call(Method::POST, "/ollama/api/chat", Some(&token), Some(chat("tiny", 2))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    // The platform runs in this process: 12.8 GB built here would have shown, or killed it.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let peak_kib: u64 =
+        status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap().trim().trim_end_matches(" kB").parse().unwrap();
+    assert!(peak_kib < 2 << 20, "this process peaked at {peak_kib} KiB");
+}
+
 /// A client that goes away mid-stream stops the decoding, through gateway and inference.
 /// Users may ask the embedded engine about a model (`/ollama/api/show`): the answer names its
 /// file by digest, never by where the server keeps it.

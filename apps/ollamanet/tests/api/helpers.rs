@@ -61,9 +61,10 @@ pub fn base_config(infra: &TestInfra) -> AppConfig {
     config.infra.ops_token = Some(OPS_TOKEN.into());
     config.auth.refresh_cookie_secure = false;
     config.web.secure_cookies = false;
-    // Documents are read by `ollamanet extract-document`; in process the program running is this
-    // test binary, which has no such command.
+    // Documents are read by `ollamanet extract-document` and templates rendered by `ollamanet
+    // render-templates`; in process the program running is this test binary, which has neither.
     config.conversation.documents.extract_program = Some(env!("CARGO_BIN_EXE_ollamanet").into());
+    config.engine.template_program = Some(env!("CARGO_BIN_EXE_ollamanet").into());
     config.gateway.rate_limits.anonymous.per_minute = 100_000;
     config.gateway.rate_limits.anonymous.burst = 10_000;
     config.gateway.rate_limits.authenticated.per_minute = 100_000;

@@ -30,7 +30,8 @@ impl Drop for TestEngine {
 /// Settings for tests: one thread per worker (tests run side by side on two cores), a small
 /// context.
 pub fn test_config() -> EngineConfig {
-    EngineConfig { threads: Some(1), num_ctx: 512, ..EngineConfig::default() }
+    // The engine crate has no binary to run as its template worker.
+    EngineConfig { threads: Some(1), num_ctx: 512, template_isolation: false, ..EngineConfig::default() }
 }
 
 pub struct Res {

@@ -4,41 +4,50 @@
 //!
 //! A template comes with the model, from whoever published it, and runs on every chat request:
 //! it gets a budget of instructions (minijinja's fuel), a recursion limit and a cap on what it
-//! writes, and one that exceeds them fails that request with [`TemplateError::Limit`].
+//! writes, and one that exceeds them fails that request with [`TemplateError::Limit`]. Fuel
+//! bounds neither memory nor time: one instruction may double a string of 100 MB (`s ~ s`), so a
+//! server renders in a confined worker process ([`crate::worker`]), never in its own.
 
 use std::io;
 
 use minijinja::value::Value;
 use minijinja::{Environment, Error, ErrorKind};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// Instructions a template may run by default (`engine.template_fuel`): enough for the chat
+/// templates of real models over thousands of messages with tools.
+pub const DEFAULT_FUEL: u64 = 5_000_000;
+
+/// ChatML, the template of the tiny test models.
+pub const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
 /// Nesting (loops, conditions, macro calls) a template may reach. Far below minijinja's own
 /// ceiling, which assumes a larger stack than a runtime worker thread has.
 const RECURSION_LIMIT: usize = 100;
 /// Bytes a rendered prompt may have: no real one comes near the engine's 64 MiB body limit.
-const MAX_OUTPUT: usize = 64 << 20;
+pub const MAX_OUTPUT: usize = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
     /// The template used more than its budget: the request fails.
     #[error("the model's chat template exceeded its limits ({0})")]
-    Limit(&'static str),
+    Limit(String),
     /// The template is not one minijinja renders (Go syntax, an unknown filter…), or it raised
     /// an exception: the engine falls back to llama.cpp's built-in templates.
-    #[error(transparent)]
-    Render(#[from] Error),
+    #[error("{0}")]
+    Render(String),
 }
 
 impl TemplateError {
     fn classify(e: Error) -> Self {
         match e.kind() {
-            ErrorKind::OutOfFuel => TemplateError::Limit("it ran out of fuel, engine.template_fuel"),
-            ErrorKind::WriteFailure => TemplateError::Limit("its output is larger than 64 MiB"),
+            ErrorKind::OutOfFuel => TemplateError::Limit("it ran out of fuel, engine.template_fuel".into()),
+            ErrorKind::WriteFailure => TemplateError::Limit("its output is larger than 64 MiB".into()),
             // minijinja reports this one only by its message.
             ErrorKind::InvalidOperation if e.detail() == Some("recursion limit exceeded") => {
-                TemplateError::Limit("it nests deeper than 100 levels")
+                TemplateError::Limit("it nests deeper than 100 levels".into())
             }
-            _ => TemplateError::Render(e),
+            _ => TemplateError::Render(e.to_string()),
         }
     }
 }
@@ -61,7 +70,7 @@ impl io::Write for Capped {
 }
 
 /// What a template sees of one message.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TemplateMessage {
     pub role: String,
     pub content: String,
@@ -79,18 +88,25 @@ impl TemplateMessage {
     }
 }
 
-/// Renders `template` for `messages`, ending with the assistant's turn opened, within `fuel`
-/// instructions.
-pub fn render(
-    template: &str,
-    messages: &[TemplateMessage],
-    tools: Option<&serde_json::Value>,
-    bos_token: &str,
-    eos_token: &str,
-    fuel: u64,
-) -> Result<String, TemplateError> {
+/// A conversation to render with a model's template.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Prompt {
+    pub template: String,
+    pub messages: Vec<TemplateMessage>,
+    /// The request's tools, shown to the template when there are any.
+    pub tools: Option<serde_json::Value>,
+    pub bos_token: String,
+    pub eos_token: String,
+    /// Instructions the template may run (`engine.template_fuel`).
+    pub fuel: u64,
+}
+
+/// Renders `prompt`, ending with the assistant's turn opened, within its fuel. In this process:
+/// a server calls it through [`crate::worker`].
+pub fn render(prompt: &Prompt) -> Result<String, TemplateError> {
+    let Prompt { template, messages, tools, bos_token, eos_token, fuel } = prompt;
     let mut env = Environment::new();
-    env.set_fuel(Some(fuel));
+    env.set_fuel(Some(*fuel));
     env.set_recursion_limit(RECURSION_LIMIT);
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
@@ -99,9 +115,9 @@ pub fn render(
         Err(Error::new(ErrorKind::InvalidOperation, msg))
     });
     env.add_function("strftime_now", |fmt: String| -> String { strftime(&fmt, time::OffsetDateTime::now_utc()) });
-    env.add_template("chat", template)?;
-    let tmpl = env.get_template("chat")?;
-    let tools = tools.filter(|t| t.as_array().is_some_and(|a| !a.is_empty()));
+    env.add_template("chat", template).map_err(TemplateError::classify)?;
+    let tmpl = env.get_template("chat").map_err(TemplateError::classify)?;
+    let tools = tools.as_ref().filter(|t| t.as_array().is_some_and(|a| !a.is_empty()));
     let ctx = minijinja::context! {
         messages => Value::from_serialize(messages),
         tools => tools.map(Value::from_serialize),
@@ -172,12 +188,21 @@ fn strftime(fmt: &str, t: time::OffsetDateTime) -> String {
 mod tests {
     use super::*;
 
-    const FUEL: u64 = crate::config::DEFAULT_TEMPLATE_FUEL;
+    fn prompt(template: &str, messages: &[TemplateMessage], bos: &str, eos: &str) -> Prompt {
+        Prompt {
+            template: template.to_owned(),
+            messages: messages.to_vec(),
+            tools: None,
+            bos_token: bos.to_owned(),
+            eos_token: eos.to_owned(),
+            fuel: DEFAULT_FUEL,
+        }
+    }
 
     #[test]
     fn renders_chatml() {
         let msgs = [TemplateMessage::new("system", "Be brief."), TemplateMessage::new("user", "Hi")];
-        let out = render(crate::tiny::CHATML_TEMPLATE, &msgs, None, "", "", FUEL).unwrap();
+        let out = render(&prompt(CHATML, &msgs, "", "")).unwrap();
         assert_eq!(
             out,
             "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
@@ -190,9 +215,9 @@ mod tests {
                  [{{ m.role | upper }}] {{ m.content.strip() }}{% if m.content.strip().startswith('x') %}!{% endif %}\n\
                  {% endfor %}{{ strftime_now('%Y') | length }}{{ messages | length | tojson }}";
         let msgs = [TemplateMessage::new("system", "s"), TemplateMessage::new("user", "  xy  ")];
-        let out = render(t, &msgs, None, "<s>", "</s>", FUEL).unwrap();
+        let out = render(&prompt(t, &msgs, "<s>", "</s>")).unwrap();
         assert_eq!(out, "<s>[USER] xy!42", "trim_blocks drops the newline after a tag");
-        let err = render("{{ raise_exception('no system role') }}", &msgs, None, "", "", FUEL).unwrap_err();
+        let err = render(&prompt("{{ raise_exception('no system role') }}", &msgs, "", "")).unwrap_err();
         assert!(err.to_string().contains("no system role"));
     }
 
@@ -207,10 +232,10 @@ mod tests {
             ("{% set s = 'x' * 50000000 %}{% for i in range(100) %}{{ s }}{% endfor %}", "64 MiB"),
         ];
         for (template, why) in hostile {
-            let t = template.to_owned();
+            let hostile = prompt(template, &[TemplateMessage::new("user", "hi")], "", "");
             let err = std::thread::Builder::new()
                 .stack_size(2 << 20)
-                .spawn(move || render(&t, &[TemplateMessage::new("user", "hi")], None, "", "", FUEL).unwrap_err())
+                .spawn(move || render(&hostile).unwrap_err())
                 .unwrap()
                 .join()
                 .expect("no stack overflow");

@@ -1,0 +1,3 @@
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(init: ollamanet_fuzz::Target::Docx.init(), |data: &[u8]| ollamanet_fuzz::Target::Docx.run(data));
