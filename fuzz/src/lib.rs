@@ -95,9 +95,21 @@ impl Target {
         }
     }
 
-    /// Sets the allocator's bound for this target: once, before the first input.
+    /// Whether the reader promises to catch its parser's panics (`pdf-extract` panics on some
+    /// malformed files; the document reader turns that into `DocumentError::Corrupt`): a caught
+    /// panic is then no finding, one that escapes still is.
+    pub fn catches_panics(self) -> bool {
+        matches!(self, Target::Sniff | Target::Pdf | Target::Docx)
+    }
+
+    /// Sets the allocator's bound for this target: once, before the first input. Under
+    /// libFuzzer, whose panic hook aborts at every panic, caught or not, a target whose reader
+    /// catches panics gets the default hook back (libFuzzer still aborts when one escapes).
     pub fn init(self) {
         HEAP.set_limit(HEAP.allocated() + self.memory_bound()).expect("the bound is above what is allocated");
+        if self.catches_panics() {
+            drop(std::panic::take_hook());
+        }
     }
 
     /// Feeds one input to the reader; panics or aborts on a finding.

@@ -47,6 +47,14 @@ const BLOCKS: &[(&str, &str, Fate)] = &[
     ("docs/performance.md", "bench/gateway/run.sh", Fate::Elsewhere("a benchmark: minutes of load, run by hand")),
     ("docs/performance.md", "bench/engine/run.sh", Fate::Elsewhere("a benchmark: minutes of load, run by hand")),
     ("docs/performance.md", "bench/conversation/run.sh", Fate::Elsewhere("a benchmark: minutes of load, run by hand")),
+    (
+        "docs/security.md",
+        "scripts/fuzz",
+        Fate::Elsewhere(
+            "fuzzing: ten minutes per target, run by hand; every input it failed on is replayed by the fuzz \
+             crate's every_finding_stays_fixed",
+        ),
+    ),
 ];
 
 fn root() -> PathBuf {
