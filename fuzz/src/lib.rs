@@ -83,14 +83,13 @@ impl Target {
 
     /// Most heap the reader may hold at once for one input.
     ///
-    /// Documents are read in a child process whose address space is capped at 512 MiB
-    /// (`conversation.documents.extract_memory`): 384 MiB of heap leaves room for the program
-    /// and its stacks. A template may write 64 MiB (`template::render`) and build what it writes
-    /// from a few values of that size. The others read at most a few MiB by design.
+    /// Documents are read, and templates rendered, in child processes whose address space is
+    /// capped at 512 MiB (`conversation.documents.extract_memory`, `engine.template_memory`):
+    /// 384 MiB of heap leaves room for the program and its stacks. The others read at most a few
+    /// MiB by design.
     pub fn memory_bound(self) -> usize {
         match self {
-            Target::Sniff | Target::Pdf | Target::Docx => 384 * MIB,
-            Target::Template => 256 * MIB,
+            Target::Sniff | Target::Pdf | Target::Docx | Target::Template => 384 * MIB,
             Target::Gguf | Target::Manifest | Target::RequestBody => 64 * MIB,
         }
     }
