@@ -728,7 +728,9 @@ async fn documents_built_to_exhaust_memory_cannot_take_the_server_down() {
     }
     let peak = peak_rss(d.pid());
     assert!(peak < BOUND, "the server's peak memory is {} MiB", peak >> 20);
-    assert!(peak - before < 64 << 20, "the server grew by {} MiB", (peak - before) >> 20);
+    // VmHWM can read lower later (the kernel folds the current RSS into it lazily): no growth then.
+    let grown = peak.saturating_sub(before);
+    assert!(grown < 64 << 20, "the server grew by {} MiB", grown >> 20);
 
     // Still serving, documents included.
     let doc = upload_ready(&d, &token, &cid, "after.txt", NOTES.as_bytes()).await;
